@@ -1,0 +1,142 @@
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"github.com/go-playground/validator/v10"
+)
+
+var validate = newValidator()
+
+func newValidator() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		return name
+	})
+	// otpcode: 6 to 8 ASCII digits, the shape of every code mfakit issues.
+	v.RegisterValidation("otpcode", func(fl validator.FieldLevel) bool {
+		s := fl.Field().String()
+		if len(s) < 6 || len(s) > 8 {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	})
+	return v
+}
+
+// decodeJSON reads r's body into dst, which must be a pointer to a struct
+// with json and validate tags. The body must be application/json, at most
+// limit bytes, one object, with no unknown fields (S19). When optional is
+// set an empty body is accepted and leaves dst as it was (still validated).
+func decodeJSON(r *http.Request, limit int64, dst any, optional bool) error {
+	body := http.MaxBytesReader(nil, r.Body, limit)
+	defer body.Close()
+	empty := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
+	if !empty || r.Header.Get("Content-Type") != "" {
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return NewProblem(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+				"the request body must be application/json")
+		}
+	}
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	switch {
+	case errors.Is(err, io.EOF):
+		if !optional {
+			return NewProblem(http.StatusBadRequest, CodeInvalidRequest, "a JSON request body is required")
+		}
+	case err != nil:
+		return decodeProblem(err)
+	default:
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return decodeProblem(err)
+			}
+			return NewProblem(http.StatusBadRequest, CodeInvalidRequest, "the body must hold exactly one JSON object")
+		}
+	}
+	return validateStruct(dst)
+}
+
+func decodeProblem(err error) *Problem {
+	var tooLarge *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &tooLarge):
+		return NewProblem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+			fmt.Sprintf("the request body exceeds %d bytes", tooLarge.Limit))
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return NewProblem(http.StatusBadRequest, CodeInvalidRequest, "the body must be a JSON object")
+		}
+		return invalidParam(typeErr.Field, "must be a "+jsonKind(typeErr.Type))
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return NewProblem(http.StatusBadRequest, CodeInvalidRequest, "the body is not valid JSON")
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return invalidParam(strings.Trim(name, `"`), "unknown field")
+	}
+	return NewProblem(http.StatusBadRequest, CodeInvalidRequest, "the body could not be read as JSON")
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "number"
+}
+
+func validateStruct(v any) error {
+	err := validate.Struct(v)
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		return err
+	}
+	p := NewProblem(http.StatusBadRequest, CodeInvalidRequest, "")
+	var details []string
+	for _, fe := range verrs {
+		reason := reasonFor(fe)
+		p.InvalidParams = append(p.InvalidParams, InvalidParam{Name: fe.Field(), Reason: reason})
+		details = append(details, fe.Field()+": "+reason)
+	}
+	p.Detail = strings.Join(details, "; ")
+	return p
+}
+
+func reasonFor(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "oneof", "eq":
+		return "must be " + strings.ReplaceAll(fe.Param(), " ", " or ")
+	case "otpcode":
+		return "must be 6 to 8 digits"
+	case "max":
+		return "must be at most " + fe.Param() + " characters"
+	}
+	return "is not valid (" + fe.Tag() + ")"
+}

@@ -1,0 +1,66 @@
+package httpx
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Route is one entry of the default route table.
+type Route struct {
+	// Method is the HTTP method the route answers.
+	Method string
+	// Paths are the seed path and, where the seed omits /oauth, its alias.
+	Paths []string
+	// Handler serves the route (method check and authentication included).
+	Handler http.Handler
+}
+
+// Routes returns the default route table of the API contract: the seven
+// endpoints, each at its seed path and, for the four the seed writes
+// without /oauth, also at the /oauth-prefixed alias.
+func (h *Handlers) Routes() []Route {
+	both := func(p string) []string { return []string{p, "/oauth" + p} }
+	return []Route{
+		{http.MethodGet, []string{"/oauth/users/mfaDetails"}, h.MFADetails()},
+		{http.MethodPut, both("/users/mfa/associateQRCode"), h.AssociateQRCode()},
+		{http.MethodPut, both("/users/mfa/verifyQRCodeEnroll"), h.VerifyQRCodeEnroll()},
+		{http.MethodPost, both("/users/mfa/resetMyQRCodeEnroll"), h.ResetMyQRCodeEnroll()},
+		{http.MethodPut, both("/users/{username}/mfa/resetQRCodeEnroll"), h.ResetQRCodeEnroll()},
+		{http.MethodPut, []string{"/oauth/users/mfa/enrollEmail"}, h.EnrollEmail()},
+		{http.MethodPut, []string{"/oauth/users/mfa/verifyEmail"}, h.VerifyEmail()},
+	}
+}
+
+// Mount registers every route on mux under prefix ("" or "/" for the root,
+// else a path such as "/mfa"). Each pattern is registered without a
+// method, so a wrong method reaches the handler and gets a problem+json
+// 405 with Allow.
+func (h *Handlers) Mount(mux *http.ServeMux, prefix string) {
+	prefix = strings.TrimRight(prefix, "/")
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	for _, rt := range h.Routes() {
+		for _, p := range rt.Paths {
+			mux.Handle(prefix+p, rt.Handler)
+		}
+	}
+}
+
+// Handler returns an http.Handler serving every route at the root, and a
+// problem+json 404 for any other path. Hosts mount it under a prefix with
+// http.StripPrefix, or use Mount to share their own mux.
+func (h *Handlers) Handler() http.Handler {
+	mux := http.NewServeMux()
+	h.Mount(mux, "")
+	mux.Handle("/", NotFound(h.cfg.ErrorHandler))
+	return mux
+}
+
+// NotFound returns a handler that answers every request with a
+// problem+json 404 through onError.
+func NotFound(onError ErrorHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		onError(w, r, NewProblem(http.StatusNotFound, CodeNotFound, "no such endpoint"))
+	})
+}

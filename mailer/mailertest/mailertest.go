@@ -1,0 +1,64 @@
+// Package mailertest provides a Mailer that records messages, for tests.
+package mailertest
+
+import (
+	"context"
+	"regexp"
+	"sync"
+
+	"github.com/mfakit/mfakit/mailer"
+)
+
+// Recorder is a mailer.Mailer that keeps every message it is given. If Err
+// is set, Send records nothing and returns it. Safe for concurrent use.
+type Recorder struct {
+	mu   sync.Mutex
+	msgs []mailer.Message
+	// Err, when non-nil, is returned by Send instead of recording.
+	Err error
+}
+
+// Send records m, or returns r.Err.
+func (r *Recorder) Send(ctx context.Context, m mailer.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Err != nil {
+		return r.Err
+	}
+	r.msgs = append(r.msgs, m)
+	return nil
+}
+
+// Messages returns a copy of what was sent, oldest first.
+func (r *Recorder) Messages() []mailer.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]mailer.Message(nil), r.msgs...)
+}
+
+// Last returns the newest message sent to to, and whether there is one.
+func (r *Recorder) Last(to string) (mailer.Message, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.msgs) - 1; i >= 0; i-- {
+		if r.msgs[i].To == to {
+			return r.msgs[i], true
+		}
+	}
+	return mailer.Message{}, false
+}
+
+var codePattern = regexp.MustCompile(`\b\d{6,8}\b`)
+
+// LastCode returns the first run of 6 to 8 digits in the text part of the
+// newest message to to, or "" when there is none.
+func (r *Recorder) LastCode(to string) string {
+	m, ok := r.Last(to)
+	if !ok {
+		return ""
+	}
+	return codePattern.FindString(m.Text)
+}

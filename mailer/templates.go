@@ -1,0 +1,97 @@
+package mailer
+
+import (
+	"bytes"
+	"embed"
+	htmltemplate "html/template"
+	"strings"
+	texttemplate "text/template"
+	"time"
+)
+
+//go:embed templates/*
+var builtin embed.FS
+
+// CodeData is what the one-time-code templates receive.
+type CodeData struct {
+	// Product is the issuer name shown to the user.
+	Product string
+	// User is the recipient's username.
+	User string
+	// Code is the one-time code.
+	Code string
+	// TTL is how long the code is valid.
+	TTL time.Duration
+}
+
+// Minutes returns TTL in whole minutes, rounded up, for templates.
+func (d CodeData) Minutes() int { return int((d.TTL + time.Minute - 1) / time.Minute) }
+
+// Template renders one kind of message. Subject and Text are text/template
+// sources; HTML is an html/template source (so values are escaped).
+type Template struct {
+	subject *texttemplate.Template
+	text    *texttemplate.Template
+	html    *htmltemplate.Template
+}
+
+// ParseTemplate parses the three sources of a message. html may be empty for
+// a text-only message.
+func ParseTemplate(subject, text, html string) (*Template, error) {
+	t := &Template{}
+	var err error
+	if t.subject, err = texttemplate.New("subject").Option("missingkey=error").Parse(subject); err != nil {
+		return nil, err
+	}
+	if t.text, err = texttemplate.New("text").Option("missingkey=error").Parse(text); err != nil {
+		return nil, err
+	}
+	if html != "" {
+		if t.html, err = htmltemplate.New("html").Option("missingkey=error").Parse(html); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Render builds the message for to from data.
+func (t *Template) Render(to string, data any) (Message, error) {
+	m := Message{To: to}
+	var b bytes.Buffer
+	if err := t.subject.Execute(&b, data); err != nil {
+		return Message{}, err
+	}
+	m.Subject = strings.TrimSpace(strings.ReplaceAll(b.String(), "\n", " "))
+	b.Reset()
+	if err := t.text.Execute(&b, data); err != nil {
+		return Message{}, err
+	}
+	m.Text = b.String()
+	if t.html != nil {
+		b.Reset()
+		if err := t.html.Execute(&b, data); err != nil {
+			return Message{}, err
+		}
+		m.HTML = b.String()
+	}
+	return m, nil
+}
+
+func mustBuiltin(name string) *Template {
+	read := func(ext string) string {
+		b, err := builtin.ReadFile("templates/" + name + ext)
+		if err != nil {
+			panic(err)
+		}
+		return string(b)
+	}
+	t, err := ParseTemplate(read(".subject.txt"), read(".txt"), read(".html"))
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// DefaultCodeTemplate is the built-in email that carries a one-time code;
+// it receives CodeData.
+var DefaultCodeTemplate = mustBuiltin("code")

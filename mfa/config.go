@@ -1,0 +1,184 @@
+package mfa
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/pquerna/otp"
+
+	"github.com/mfakit/mfakit/mailer"
+	"github.com/mfakit/mfakit/storage"
+)
+
+// Factor names a second factor; the values are the API's mfatype strings.
+type Factor = storage.Factor
+
+// The factors mfakit serves.
+const (
+	Authenticator = storage.Authenticator
+	Email         = storage.Email
+)
+
+// Config tunes a Service. Its zero value is safe and matches the defaults
+// each field documents; New fills them in and rejects unsafe values.
+type Config struct {
+	// Issuer names the service in authenticator apps and emails.
+	// Default "mfakit". A ':' is replaced by '-' (S6).
+	Issuer string
+
+	// Algorithm of TOTP codes. Default SHA1, the only one Google
+	// Authenticator honours (S6).
+	Algorithm otp.Algorithm
+	// Digits of TOTP codes: 6 (default) or 8.
+	Digits otp.Digits
+	// Period of a TOTP step. Default 30s; whole seconds, 15s to 5m.
+	Period time.Duration
+	// Skew is how many steps before and after now are accepted (S2).
+	// Default 1; at most 2. A negative value accepts the current step only.
+	Skew int
+	// SecretSize is the TOTP secret length in bytes. Default 20 (160 bits);
+	// at least 16 (S4), at most 64.
+	SecretSize int
+
+	// PendingTTL is how long a started enrollment can be verified (S7).
+	// Default 10 minutes.
+	PendingTTL time.Duration
+	// EmailCodeTTL is how long an email code is valid (S10). Default and
+	// maximum 10 minutes.
+	EmailCodeTTL time.Duration
+	// EmailResendInterval is the least time between two codes sent to one
+	// user (S9). Default 60 seconds.
+	EmailResendInterval time.Duration
+	// EmailHourlyLimit caps the codes sent to one user per hour (S9).
+	// Default 5.
+	EmailHourlyLimit int
+
+	// MaxFailures is how many consecutive failed checks lock a factor (S8).
+	// Default 5; at most 100.
+	MaxFailures int
+	// LockoutBase is the first lockout; each further failure while the
+	// count stays at or above MaxFailures doubles it. Default 1 minute.
+	LockoutBase time.Duration
+	// LockoutMax caps the lockout. Default 1 hour.
+	LockoutMax time.Duration
+
+	// Factors lists the enabled factors. Default both; the status endpoint
+	// lists AUTHENTICATOR first whatever the order here (S11).
+	Factors []Factor
+	// DisallowEmailOnly refuses to verify email as a user's only factor
+	// (S11). Default false: email alone is allowed.
+	DisallowEmailOnly bool
+	// AdminRole is the role that may reset another user's MFA (S14).
+	// Default "ROLE_ADMIN_CUSTOMER".
+	AdminRole string
+
+	// CodeTemplate renders the email that carries a one-time code.
+	// Default mailer.DefaultCodeTemplate.
+	CodeTemplate *mailer.Template
+
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives operational errors (never secrets or codes).
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Events receives the audit trail (S16). Default: events are dropped.
+	Events EventHook
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Issuer == "" {
+		c.Issuer = "mfakit"
+	}
+	switch c.Algorithm {
+	case otp.AlgorithmSHA1, otp.AlgorithmSHA256, otp.AlgorithmSHA512:
+	default:
+		return c, fmt.Errorf("mfa: unsupported algorithm %v", c.Algorithm)
+	}
+	if c.Digits == 0 {
+		c.Digits = otp.DigitsSix
+	}
+	if c.Digits != otp.DigitsSix && c.Digits != otp.DigitsEight {
+		return c, fmt.Errorf("mfa: Digits must be 6 or 8, got %d", c.Digits)
+	}
+	if c.Period == 0 {
+		c.Period = 30 * time.Second
+	}
+	if c.Period%time.Second != 0 || c.Period < 15*time.Second || c.Period > 5*time.Minute {
+		return c, fmt.Errorf("mfa: Period must be whole seconds from 15s to 5m, got %s", c.Period)
+	}
+	switch {
+	case c.Skew == 0:
+		c.Skew = 1
+	case c.Skew < 0:
+		c.Skew = 0
+	case c.Skew > 2:
+		return c, fmt.Errorf("mfa: Skew must be at most 2, got %d", c.Skew)
+	}
+	if c.SecretSize == 0 {
+		c.SecretSize = 20
+	}
+	if c.SecretSize < 16 || c.SecretSize > 64 {
+		return c, fmt.Errorf("mfa: SecretSize must be 16 to 64 bytes, got %d", c.SecretSize)
+	}
+	c.PendingTTL = positive(c.PendingTTL, 10*time.Minute)
+	c.EmailCodeTTL = positive(c.EmailCodeTTL, 10*time.Minute)
+	if c.EmailCodeTTL > 10*time.Minute {
+		return c, fmt.Errorf("mfa: EmailCodeTTL must be at most 10m (S10), got %s", c.EmailCodeTTL)
+	}
+	c.EmailResendInterval = positive(c.EmailResendInterval, time.Minute)
+	if c.EmailHourlyLimit <= 0 {
+		c.EmailHourlyLimit = 5
+	}
+	if c.MaxFailures <= 0 {
+		c.MaxFailures = 5
+	}
+	if c.MaxFailures > 100 {
+		return c, fmt.Errorf("mfa: MaxFailures must be at most 100 (S8), got %d", c.MaxFailures)
+	}
+	c.LockoutBase = positive(c.LockoutBase, time.Minute)
+	c.LockoutMax = positive(c.LockoutMax, time.Hour)
+	if c.LockoutMax < c.LockoutBase {
+		c.LockoutMax = c.LockoutBase
+	}
+	if len(c.Factors) == 0 {
+		c.Factors = []Factor{Authenticator, Email}
+	}
+	enabled := make([]Factor, 0, 2)
+	for _, f := range []Factor{Authenticator, Email} {
+		if slices.Contains(c.Factors, f) {
+			enabled = append(enabled, f)
+		}
+	}
+	for _, f := range c.Factors {
+		if !f.Valid() {
+			return c, fmt.Errorf("mfa: unknown factor %q", f)
+		}
+	}
+	c.Factors = enabled
+	if c.AdminRole == "" {
+		c.AdminRole = "ROLE_ADMIN_CUSTOMER"
+	}
+	if c.CodeTemplate == nil {
+		c.CodeTemplate = mailer.DefaultCodeTemplate
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Events == nil {
+		c.Events = EventHookFunc(func(context.Context, Event) {})
+	}
+	return c, nil
+}
+
+func positive(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

@@ -1,0 +1,72 @@
+package mfa
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by Service methods. Test them with errors.Is; the HTTP
+// layer maps each to a status and a stable problem code.
+var (
+	// ErrInvalidCode: the code is wrong, malformed, or (where the caller
+	// must not learn more) belongs to no enrollment.
+	ErrInvalidCode = errors.New("mfa: invalid code")
+	// ErrCodeExpired: the one-time code was right once but has lapsed.
+	ErrCodeExpired = errors.New("mfa: code expired")
+	// ErrCodeReused: the code's time step was already accepted (S3).
+	ErrCodeReused = errors.New("mfa: code already used")
+	// ErrNotEnrolled: the user has no enrollment of the factor in the state
+	// the operation needs.
+	ErrNotEnrolled = errors.New("mfa: factor not enrolled")
+	// ErrEnrollmentExpired: the pending enrollment lapsed; start again.
+	ErrEnrollmentExpired = errors.New("mfa: pending enrollment expired")
+	// ErrAlreadyEnrolled: the factor is already verified; reset it first (S7).
+	ErrAlreadyEnrolled = errors.New("mfa: factor already enrolled")
+	// ErrFactorDisabled: the host did not enable this factor.
+	ErrFactorDisabled = errors.New("mfa: factor not enabled")
+	// ErrUnsupportedProof: the proof's factor cannot prove this operation.
+	ErrUnsupportedProof = errors.New("mfa: unsupported proof factor")
+	// ErrForbidden: the caller lacks the role the operation needs (S14).
+	ErrForbidden = errors.New("mfa: forbidden")
+	// ErrInvalidUser: the username is empty, too long or not UTF-8.
+	ErrInvalidUser = errors.New("mfa: invalid username")
+	// ErrNoEmail: the user has no email address to send a code to.
+	ErrNoEmail = errors.New("mfa: no email address for user")
+	// ErrEmailOnly: policy refuses email as the user's only factor (S11).
+	ErrEmailOnly = errors.New("mfa: email cannot be the only factor")
+)
+
+// LockedError reports that a factor is locked after too many failures (S8).
+// It matches ErrLocked with errors.Is.
+type LockedError struct {
+	// Until is when the lockout ends.
+	Until time.Time
+}
+
+// ErrLocked is matched by every *LockedError.
+var ErrLocked = errors.New("mfa: too many failed attempts")
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("mfa: too many failed attempts; locked until %s", e.Until.UTC().Format(time.RFC3339))
+}
+
+// Is reports whether target is ErrLocked.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// RateLimitedError reports that an email was refused by the send throttle
+// (S9). It matches ErrRateLimited with errors.Is.
+type RateLimitedError struct {
+	// RetryAfter is how long until a send is allowed.
+	RetryAfter time.Duration
+}
+
+// ErrRateLimited is matched by every *RateLimitedError.
+var ErrRateLimited = errors.New("mfa: too many codes requested")
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("mfa: too many codes requested; retry after %s", e.RetryAfter.Round(time.Second))
+}
+
+// Is reports whether target is ErrRateLimited.
+func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }

@@ -1,0 +1,509 @@
+package mfa
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mfakit/mfakit/mailer"
+	"github.com/mfakit/mfakit/storage"
+)
+
+// purposeEnrollEmail keys the code that confirms an email enrollment.
+const purposeEnrollEmail = "enroll-email"
+
+// Service is the MFA domain: enrollment, verification, reset and status.
+// It is safe for concurrent use; all state lives in the Store, so several
+// Services (in one process or many) sharing a Store behave as one.
+type Service struct {
+	store  storage.Store
+	mail   mailer.Mailer
+	keys   *Keyring
+	cfg    Config
+	totp   TOTP
+	dummy  []byte
+	limits storage.SendLimit
+}
+
+// New returns a Service. store keeps state, mail sends codes, and keys seals
+// TOTP secrets and keys code hashes; all three are required. cfg may be the
+// zero value.
+func New(store storage.Store, mail mailer.Mailer, keys *Keyring, cfg Config) (*Service, error) {
+	if store == nil || mail == nil || keys == nil {
+		return nil, errors.New("mfa: New needs a store, a mailer and a keyring")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		store: store, mail: mail, keys: keys, cfg: cfg,
+		totp:  TOTP{Algorithm: cfg.Algorithm, Digits: cfg.Digits, Period: cfg.Period, Skew: cfg.Skew},
+		dummy: make([]byte, cfg.SecretSize),
+		limits: storage.SendLimit{MinGap: cfg.EmailResendInterval, Window: time.Hour,
+			Max: cfg.EmailHourlyLimit},
+	}
+	rand.Read(s.dummy)
+	return s, nil
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (s *Service) Config() Config { return s.cfg }
+
+// TOTP returns the code parameters in force.
+func (s *Service) TOTP() TOTP { return s.totp }
+
+func checkUser(user string) error {
+	if user == "" || len(user) > storage.MaxUserLen || !utf8.ValidString(user) {
+		return ErrInvalidUser
+	}
+	return nil
+}
+
+func (s *Service) enabled(f Factor) bool { return slices.Contains(s.cfg.Factors, f) }
+
+func (s *Service) emit(ctx context.Context, typ EventType, user string, f Factor, reason string) {
+	info := requestInfo(ctx)
+	actor := info.Actor
+	if actor == "" {
+		actor = user
+	}
+	s.cfg.Events.HandleEvent(ctx, Event{Type: typ, User: user, Factor: f, Actor: actor,
+		Time: s.cfg.Now(), ClientIP: info.ClientIP, Reason: reason})
+}
+
+// internal logs err and returns it wrapped, so the HTTP layer answers 500
+// without showing it.
+func (s *Service) internal(ctx context.Context, op string, err error) error {
+	s.cfg.Logger.ErrorContext(ctx, "mfa: store or mailer failed", "op", op, "err", err)
+	return fmt.Errorf("mfa: %s: %w", op, err)
+}
+
+// FactorStatus is one factor's entry in a Status.
+type FactorStatus struct {
+	// Verified is false while the enrollment is pending.
+	Verified bool `json:"verified"`
+}
+
+// Status is a user's MFA enrollment status.
+type Status struct {
+	// Available lists the enabled factors, AUTHENTICATOR first.
+	Available []Factor
+	// Details has one entry per factor that is verified or pending (and not
+	// expired).
+	Details map[Factor]FactorStatus
+}
+
+// Status reports which factors are enabled and which the user has verified
+// or begun to enroll. It never includes secrets.
+func (s *Service) Status(ctx context.Context, user string) (Status, error) {
+	if err := checkUser(user); err != nil {
+		return Status{}, err
+	}
+	es, err := s.store.Enrollments(ctx, user)
+	if err != nil {
+		return Status{}, s.internal(ctx, "status", err)
+	}
+	st := Status{Available: s.cfg.Factors, Details: make(map[Factor]FactorStatus, len(es))}
+	now := s.cfg.Now()
+	for _, e := range es {
+		if e.Verified || now.Before(e.ExpiresAt) {
+			st.Details[e.Factor] = FactorStatus{Verified: e.Verified}
+		}
+	}
+	return st, nil
+}
+
+// AuthenticatorKey is what a user needs to add an account to an
+// authenticator app. It is shown once, while the enrollment is pending.
+type AuthenticatorKey struct {
+	// Secret is the base32 secret (no padding), for manual entry.
+	Secret string
+	// URI is the otpauth key URI the QR code encodes (S6).
+	URI string
+	// ExpiresAt is when the pending enrollment lapses.
+	ExpiresAt time.Time
+}
+
+// BeginAuthenticator starts a pending authenticator enrollment with a fresh
+// secret (S4), replacing any earlier pending one. It fails with
+// ErrAlreadyEnrolled if the user's authenticator is verified (S7).
+func (s *Service) BeginAuthenticator(ctx context.Context, user string) (AuthenticatorKey, error) {
+	if err := checkUser(user); err != nil {
+		return AuthenticatorKey{}, err
+	}
+	if !s.enabled(Authenticator) {
+		return AuthenticatorKey{}, ErrFactorDisabled
+	}
+	secret := make([]byte, s.cfg.SecretSize)
+	rand.Read(secret)
+	uri, err := s.totp.keyURI(s.cfg.Issuer, user, secret)
+	if err != nil {
+		return AuthenticatorKey{}, fmt.Errorf("mfa: key URI: %w", err)
+	}
+	now := s.cfg.Now()
+	sealed, keyID := s.keys.seal(secret, secretAD(user, Authenticator))
+	e := storage.Enrollment{User: user, Factor: Authenticator, ID: newID(), Secret: sealed, KeyID: keyID,
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.PendingTTL)}
+	if err := s.store.BeginEnrollment(ctx, e); err != nil {
+		if errors.Is(err, storage.ErrAlreadyVerified) {
+			return AuthenticatorKey{}, ErrAlreadyEnrolled
+		}
+		return AuthenticatorKey{}, s.internal(ctx, "begin authenticator", err)
+	}
+	s.emit(ctx, EventEnrollStarted, user, Authenticator, "")
+	return AuthenticatorKey{Secret: b32.EncodeToString(secret), URI: uri, ExpiresAt: e.ExpiresAt}, nil
+}
+
+// VerifyAuthenticator confirms the user's pending authenticator enrollment
+// with a code from the app. The code's time step counts as used (S3).
+func (s *Service) VerifyAuthenticator(ctx context.Context, user, code string) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	if err := s.checkLock(ctx, user, Authenticator); err != nil {
+		return err
+	}
+	e, err := s.store.Enrollment(ctx, user, Authenticator)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return ErrNotEnrolled
+	case err != nil:
+		return s.internal(ctx, "verify authenticator", err)
+	case e.Verified:
+		return ErrAlreadyEnrolled
+	case !s.cfg.Now().Before(e.ExpiresAt):
+		return ErrEnrollmentExpired
+	}
+	secret, err := s.openSecret(ctx, e)
+	if err != nil {
+		return err
+	}
+	step, ok := s.totp.Match(secret, code, s.cfg.Now())
+	if !ok {
+		return s.fail(ctx, user, Authenticator, ErrInvalidCode)
+	}
+	switch err := s.store.ConfirmEnrollment(ctx, user, Authenticator, e.ID, step, s.cfg.Now()); {
+	case errors.Is(err, storage.ErrAlreadyVerified):
+		// A concurrent request confirmed it with this very code.
+		return s.fail(ctx, user, Authenticator, ErrCodeReused)
+	case errors.Is(err, storage.ErrNotFound):
+		// Reset or replaced by a new QR code meanwhile.
+		return ErrNotEnrolled
+	case errors.Is(err, storage.ErrExpired):
+		return ErrEnrollmentExpired
+	case err != nil:
+		return s.internal(ctx, "confirm authenticator", err)
+	}
+	s.succeed(ctx, user, Authenticator, EventEnrollVerified)
+	return nil
+}
+
+// CheckAuthenticator accepts a code of the user's verified authenticator:
+// the code must match within the skew window and its time step must be
+// newer than any accepted before (S3). Failures count toward lockout (S8).
+// A user without a verified authenticator gets ErrNotEnrolled, after the
+// same work as a wrong code (S21).
+func (s *Service) CheckAuthenticator(ctx context.Context, user, code string) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	if err := s.checkLock(ctx, user, Authenticator); err != nil {
+		return err
+	}
+	e, err := s.store.Enrollment(ctx, user, Authenticator)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return s.internal(ctx, "check authenticator", err)
+	}
+	if err != nil || !e.Verified {
+		s.totp.Match(s.dummy, code, s.cfg.Now())
+		return s.fail(ctx, user, Authenticator, ErrNotEnrolled)
+	}
+	secret, err := s.openSecret(ctx, e)
+	if err != nil {
+		return err
+	}
+	step, ok := s.totp.Match(secret, code, s.cfg.Now())
+	if !ok {
+		return s.fail(ctx, user, Authenticator, ErrInvalidCode)
+	}
+	switch err := s.store.AcceptStep(ctx, user, Authenticator, step); {
+	case errors.Is(err, storage.ErrStepReused):
+		s.emit(ctx, EventReplay, user, Authenticator, "code_reused")
+		return s.fail(ctx, user, Authenticator, ErrCodeReused)
+	case errors.Is(err, storage.ErrNotFound):
+		return s.fail(ctx, user, Authenticator, ErrNotEnrolled)
+	case err != nil:
+		return s.internal(ctx, "accept step", err)
+	}
+	s.succeed(ctx, user, Authenticator, EventVerified)
+	return nil
+}
+
+// Proof is evidence that the caller holds one of the user's factors (S13).
+type Proof struct {
+	// Factor names what the code comes from.
+	Factor Factor
+	// Code is the current code of that factor.
+	Code string
+}
+
+// ResetAuthenticator removes the user's authenticator enrollment (pending or
+// verified) after checking proof, so the user must scan a new QR code. A
+// password alone never removes MFA (S13): proof must be a current code of
+// a verified factor. Without a verified authenticator it returns
+// ErrNotEnrolled.
+func (s *Service) ResetAuthenticator(ctx context.Context, user string, proof Proof) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	switch proof.Factor {
+	case Authenticator:
+		if err := s.CheckAuthenticator(ctx, user, proof.Code); err != nil {
+			return err
+		}
+	default:
+		return ErrUnsupportedProof
+	}
+	if _, err := s.store.DeleteEnrollment(ctx, user, Authenticator); err != nil {
+		return s.internal(ctx, "reset authenticator", err)
+	}
+	s.emit(ctx, EventSelfReset, user, Authenticator, "")
+	return nil
+}
+
+// Principal is an authenticated caller and the roles the host gives it.
+type Principal struct {
+	Username string
+	Roles    []string
+}
+
+// HasRole reports whether p has role.
+func (p Principal) HasRole(role string) bool { return slices.Contains(p.Roles, role) }
+
+// AdminResetAuthenticator removes user's authenticator enrollment on behalf
+// of admin, who must hold the admin role (S14). It is idempotent: a user
+// with no enrollment is not an error. The audit event names the admin.
+func (s *Service) AdminResetAuthenticator(ctx context.Context, admin Principal, user string) error {
+	if !admin.HasRole(s.cfg.AdminRole) {
+		return ErrForbidden
+	}
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteEnrollment(ctx, user, Authenticator); err != nil {
+		return s.internal(ctx, "admin reset", err)
+	}
+	if err := s.store.ResetAttempts(ctx, user, Authenticator); err != nil {
+		return s.internal(ctx, "admin reset", err)
+	}
+	ctx = WithRequestInfo(ctx, RequestInfo{ClientIP: requestInfo(ctx).ClientIP, Actor: admin.Username})
+	s.emit(ctx, EventAdminReset, user, Authenticator, "")
+	return nil
+}
+
+// BeginEmail starts (or restarts) the user's email enrollment: it sends a
+// fresh 6-digit code to address, which replaces any earlier code (S10).
+// Sends are throttled per user (S9): a refused send returns a
+// *RateLimitedError. It fails with ErrAlreadyEnrolled if email is verified.
+func (s *Service) BeginEmail(ctx context.Context, user, address string) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	if !s.enabled(Email) {
+		return ErrFactorDisabled
+	}
+	if address == "" {
+		return ErrNoEmail
+	}
+	e, err := s.store.Enrollment(ctx, user, Email)
+	switch {
+	case err == nil && e.Verified:
+		return ErrAlreadyEnrolled
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		return s.internal(ctx, "begin email", err)
+	}
+	now := s.cfg.Now()
+	wait, err := s.store.ReserveSend(ctx, "email:"+user, now, s.limits)
+	if err != nil {
+		return s.internal(ctx, "reserve send", err)
+	}
+	if wait > 0 {
+		return &RateLimitedError{RetryAfter: wait}
+	}
+	code := newDigits(6)
+	expires := now.Add(s.cfg.EmailCodeTTL)
+	err = s.store.BeginEnrollment(ctx, storage.Enrollment{User: user, Factor: Email, ID: newID(),
+		CreatedAt: now, ExpiresAt: expires})
+	if errors.Is(err, storage.ErrAlreadyVerified) {
+		return ErrAlreadyEnrolled
+	}
+	if err != nil {
+		return s.internal(ctx, "begin email", err)
+	}
+	err = s.store.PutCode(ctx, storage.Code{User: user, Purpose: purposeEnrollEmail,
+		Hash: s.keys.codeHash(user, purposeEnrollEmail, code), ExpiresAt: expires})
+	if err != nil {
+		return s.internal(ctx, "store email code", err)
+	}
+	msg, err := s.cfg.CodeTemplate.Render(address, mailer.CodeData{Product: s.cfg.Issuer, User: user,
+		Code: code, TTL: s.cfg.EmailCodeTTL})
+	if err != nil {
+		return s.internal(ctx, "render email", err)
+	}
+	if err := s.mail.Send(ctx, msg); err != nil {
+		// An undelivered code must not linger: drop it so a resend is clean.
+		_ = s.store.DeleteCode(context.WithoutCancel(ctx), user, purposeEnrollEmail)
+		return s.internal(ctx, "send email", err)
+	}
+	s.emit(ctx, EventEmailSent, user, Email, "")
+	s.emit(ctx, EventEnrollStarted, user, Email, "")
+	return nil
+}
+
+// VerifyEmail confirms the user's pending email enrollment with the code
+// that BeginEmail sent. The code is single use (S10) and failures count
+// toward lockout (S8).
+func (s *Service) VerifyEmail(ctx context.Context, user, code string) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	if err := s.checkLock(ctx, user, Email); err != nil {
+		return err
+	}
+	e, err := s.store.Enrollment(ctx, user, Email)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return ErrNotEnrolled
+	case err != nil:
+		return s.internal(ctx, "verify email", err)
+	case e.Verified:
+		return ErrAlreadyEnrolled
+	}
+	if s.cfg.DisallowEmailOnly {
+		a, err := s.store.Enrollment(ctx, user, Authenticator)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return s.internal(ctx, "verify email", err)
+		}
+		if !a.Verified {
+			return ErrEmailOnly
+		}
+	}
+	now := s.cfg.Now()
+	switch err := s.store.ConsumeCode(ctx, user, purposeEnrollEmail, s.keys.codeHash(user, purposeEnrollEmail, code), now); {
+	case errors.Is(err, storage.ErrExpired):
+		return s.fail(ctx, user, Email, ErrCodeExpired)
+	case errors.Is(err, storage.ErrCodeMismatch), errors.Is(err, storage.ErrNotFound):
+		return s.fail(ctx, user, Email, ErrInvalidCode)
+	case err != nil:
+		return s.internal(ctx, "consume email code", err)
+	}
+	switch err := s.store.ConfirmEnrollment(ctx, user, Email, e.ID, 0, now); {
+	case errors.Is(err, storage.ErrAlreadyVerified):
+		return ErrAlreadyEnrolled
+	case errors.Is(err, storage.ErrNotFound):
+		return ErrNotEnrolled
+	case errors.Is(err, storage.ErrExpired):
+		return ErrCodeExpired
+	case err != nil:
+		return s.internal(ctx, "confirm email", err)
+	}
+	s.succeed(ctx, user, Email, EventEnrollVerified)
+	return nil
+}
+
+// checkLock refuses every check while the factor is locked, even a correct
+// code (S8).
+func (s *Service) checkLock(ctx context.Context, user string, f Factor) error {
+	a, err := s.store.Attempts(ctx, user, f)
+	if err != nil {
+		return s.internal(ctx, "attempts", err)
+	}
+	if s.cfg.Now().Before(a.LockedUntil) {
+		return &LockedError{Until: a.LockedUntil}
+	}
+	return nil
+}
+
+// fail counts a failed check and locks the factor once the count reaches
+// MaxFailures, for LockoutBase doubled per failure beyond it, capped at
+// LockoutMax (S8). It returns cause, or a *LockedError when this failure
+// locked the factor.
+func (s *Service) fail(ctx context.Context, user string, f Factor, cause error) error {
+	reason := codeOf(cause)
+	s.emit(ctx, EventFailure, user, f, reason)
+	n, err := s.store.RecordFailure(ctx, user, f)
+	if err != nil {
+		return s.internal(ctx, "record failure", err)
+	}
+	if n < s.cfg.MaxFailures {
+		return cause
+	}
+	d := s.cfg.LockoutMax
+	if extra := n - s.cfg.MaxFailures; extra < 32 {
+		d = min(s.cfg.LockoutBase<<extra, s.cfg.LockoutMax)
+	}
+	until := s.cfg.Now().Add(d)
+	if err := s.store.LockUntil(ctx, user, f, until); err != nil {
+		return s.internal(ctx, "lock", err)
+	}
+	s.emit(ctx, EventLockout, user, f, reason)
+	return &LockedError{Until: until}
+}
+
+func (s *Service) succeed(ctx context.Context, user string, f Factor, typ EventType) {
+	if err := s.store.ResetAttempts(ctx, user, f); err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "mfa: reset attempts failed", "err", err)
+	}
+	s.emit(ctx, typ, user, f, "")
+}
+
+func (s *Service) openSecret(ctx context.Context, e storage.Enrollment) ([]byte, error) {
+	secret, err := s.keys.open(e.KeyID, e.Secret, secretAD(e.User, e.Factor))
+	if err != nil {
+		return nil, s.internal(ctx, "open secret", err)
+	}
+	return secret, nil
+}
+
+// secretAD binds a sealed secret to its user and factor (S5).
+func secretAD(user string, f Factor) []byte {
+	return []byte("mfakit/secret/v1\x00" + string(f) + "\x00" + user)
+}
+
+func codeOf(err error) string {
+	switch {
+	case errors.Is(err, ErrCodeReused):
+		return "code_reused"
+	case errors.Is(err, ErrCodeExpired):
+		return "code_expired"
+	case errors.Is(err, ErrNotEnrolled):
+		return "not_enrolled"
+	}
+	return "invalid_code"
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newDigits returns n random decimal digits from crypto/rand (S10).
+func newDigits(n int) string {
+	max := big.NewInt(1)
+	for range n {
+		max.Mul(max, big.NewInt(10))
+	}
+	v, err := rand.Int(rand.Reader, max)
+	if err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("%0*d", n, v)
+}

@@ -1,0 +1,235 @@
+// Package storage defines the persistence contract of mfakit: the Store
+// interface a backend implements, the records it keeps and the sentinel
+// errors it returns.
+//
+// A Store holds only what the kit needs to enforce its security rules:
+// enrollments (with the TOTP secret already sealed by the caller), one-time
+// email codes (as keyed hashes, never in clear), failure counters for
+// lockout, and send reservations for email throttling. It never sees a
+// plaintext secret or code.
+//
+// Every backend must pass storagetest.Run, the one conformance suite that
+// pins the contracts written on each method below.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Factor names a second factor. The values are the exact strings of the
+// mfatype field of the HTTP API.
+type Factor string
+
+// The factors mfakit knows.
+const (
+	// Authenticator is a TOTP authenticator app enrolled by QR code.
+	Authenticator Factor = "AUTHENTICATOR"
+	// Email is a one-time code sent by email.
+	Email Factor = "EMAIL"
+)
+
+// Valid reports whether f is one of the known factors.
+func (f Factor) Valid() bool { return f == Authenticator || f == Email }
+
+// Sentinel errors returned by every Store. Callers test them with errors.Is;
+// a backend may wrap them with detail.
+var (
+	// ErrNotFound: the record asked for does not exist (or, where the method
+	// says so, exists but no longer applies).
+	ErrNotFound = errors.New("storage: not found")
+	// ErrAlreadyVerified: a verified enrollment exists and the call would
+	// replace or re-verify it.
+	ErrAlreadyVerified = errors.New("storage: factor already verified")
+	// ErrStepReused: the TOTP time step is not above the last accepted one.
+	ErrStepReused = errors.New("storage: time step already used")
+	// ErrExpired: the record exists but its expiry has passed at the given time.
+	ErrExpired = errors.New("storage: expired")
+	// ErrCodeMismatch: a one-time code exists but the hash given does not match.
+	ErrCodeMismatch = errors.New("storage: code does not match")
+)
+
+// Enrollment is one user's enrollment of one factor, pending or verified.
+type Enrollment struct {
+	// User is the host's username. Any UTF-8 string up to MaxUserLen bytes.
+	User string
+	// Factor is the enrolled factor.
+	Factor Factor
+	// ID is a random identifier given to each enrollment attempt, so that a
+	// verification binds to the exact secret the user was shown.
+	ID string
+	// Verified is false while the enrollment is pending.
+	Verified bool
+	// Secret is the sealed (encrypted) TOTP secret; nil for EMAIL. Stores keep
+	// it as opaque bytes, at most MaxSecretLen long.
+	Secret []byte
+	// KeyID names the key that sealed Secret.
+	KeyID string
+	// LastStep is the highest TOTP time step accepted for this enrollment;
+	// 0 before any.
+	LastStep int64
+	// CreatedAt is when the enrollment began.
+	CreatedAt time.Time
+	// VerifiedAt is when it was verified; zero while pending.
+	VerifiedAt time.Time
+	// ExpiresAt is when a pending enrollment lapses; zero once verified.
+	ExpiresAt time.Time
+}
+
+// Code is a one-time code waiting to be used, kept only as a keyed hash.
+type Code struct {
+	// User the code was issued to.
+	User string
+	// Purpose separates independent codes of one user, e.g. "enroll-email".
+	Purpose string
+	// Hash is the keyed hash of the code (at most MaxHashLen bytes).
+	Hash []byte
+	// ExpiresAt is when the code stops being accepted.
+	ExpiresAt time.Time
+}
+
+// Attempts is the failure state of one user's factor.
+type Attempts struct {
+	// Failures counts consecutive failed checks since the last success.
+	Failures int
+	// LockedUntil is the end of the current lockout; zero when none.
+	LockedUntil time.Time
+}
+
+// SendLimit describes the email throttle passed to ReserveSend.
+type SendLimit struct {
+	// MinGap is the least time between two sends.
+	MinGap time.Duration
+	// Window and Max cap the number of sends in a fixed window.
+	Window time.Duration
+	Max    int
+}
+
+// Size limits every Store must accept values up to (and may refuse beyond).
+const (
+	MaxUserLen    = 320 // an email address at its longest
+	MaxSecretLen  = 256
+	MaxHashLen    = 64
+	MaxPurposeLen = 64
+)
+
+// EnrollmentStore keeps enrollments, at most one per (user, factor).
+type EnrollmentStore interface {
+	// Enrollments returns every enrollment of user, pending ones included and
+	// whatever their expiry, ordered by factor name. A user with none gets an
+	// empty (possibly nil) slice and a nil error.
+	Enrollments(ctx context.Context, user string) ([]Enrollment, error)
+
+	// Enrollment returns the enrollment of (user, factor), or ErrNotFound.
+	Enrollment(ctx context.Context, user string, factor Factor) (Enrollment, error)
+
+	// BeginEnrollment stores e as a pending enrollment, replacing an earlier
+	// pending one of the same (user, factor). It returns ErrAlreadyVerified and
+	// changes nothing if a verified enrollment exists. Atomic: two concurrent
+	// calls leave exactly one of them stored, never a verified record replaced.
+	BeginEnrollment(ctx context.Context, e Enrollment) error
+
+	// ConfirmEnrollment marks the pending enrollment of (user, factor) whose ID
+	// is id as verified at now, with LastStep = step and ExpiresAt cleared.
+	// It returns ErrAlreadyVerified if the enrollment is already verified,
+	// ErrExpired if it lapsed before now, and ErrNotFound if there is no
+	// enrollment or its ID differs. Atomic: of concurrent calls at most one
+	// succeeds.
+	ConfirmEnrollment(ctx context.Context, user string, factor Factor, id string, step int64, now time.Time) error
+
+	// AcceptStep records step as used for the verified enrollment of
+	// (user, factor) if and only if step > LastStep, and then sets LastStep to
+	// step. Otherwise it returns ErrStepReused and changes nothing. It returns
+	// ErrNotFound if there is no verified enrollment. Atomic across every
+	// client of the same backing store: of concurrent calls with the same step
+	// exactly one succeeds.
+	AcceptStep(ctx context.Context, user string, factor Factor, step int64) error
+
+	// DeleteEnrollment removes the enrollment of (user, factor), pending or
+	// verified, and reports whether one existed. Deleting a missing one is a
+	// no-op with a nil error.
+	DeleteEnrollment(ctx context.Context, user string, factor Factor) (bool, error)
+}
+
+// CodeStore keeps one-time codes, at most one per (user, purpose).
+type CodeStore interface {
+	// PutCode stores c, replacing any earlier code of the same (user,
+	// purpose), so a resend invalidates the code sent before.
+	PutCode(ctx context.Context, c Code) error
+
+	// ConsumeCode checks hash against the code of (user, purpose) at now.
+	// On a match it deletes the code and returns nil. It returns ErrNotFound
+	// if there is none, ErrExpired (and deletes it) if it lapsed, and
+	// ErrCodeMismatch (keeping it) if the hash differs. Atomic: of concurrent
+	// calls with the matching hash exactly one returns nil.
+	ConsumeCode(ctx context.Context, user, purpose string, hash []byte, now time.Time) error
+
+	// DeleteCode removes the code of (user, purpose); a no-op if missing.
+	DeleteCode(ctx context.Context, user, purpose string) error
+}
+
+// AttemptStore counts failures for lockout and throttles sends.
+type AttemptStore interface {
+	// Attempts returns the failure state of (user, factor); the zero value
+	// and a nil error when nothing was recorded.
+	Attempts(ctx context.Context, user string, factor Factor) (Attempts, error)
+
+	// RecordFailure adds one to the failure count of (user, factor) and
+	// returns the new count. Atomic: n concurrent calls add exactly n.
+	RecordFailure(ctx context.Context, user string, factor Factor) (int, error)
+
+	// LockUntil sets the lockout end of (user, factor) to until, unless a
+	// later one is already set (the later one stays).
+	LockUntil(ctx context.Context, user string, factor Factor, until time.Time) error
+
+	// ResetAttempts clears the failure count and lockout of (user, factor);
+	// a no-op when nothing was recorded.
+	ResetAttempts(ctx context.Context, user string, factor Factor) error
+
+	// ReserveSend records one send for key at now if limit allows it and
+	// returns 0. If the last send was less than limit.MinGap ago, or the
+	// current window already holds limit.Max sends, it records nothing and
+	// returns how long until a send would be allowed (> 0). A window starts at
+	// the first send after the previous window ended. Atomic: concurrent calls
+	// never reserve more than the limit allows.
+	ReserveSend(ctx context.Context, key string, now time.Time, limit SendLimit) (time.Duration, error)
+}
+
+// Store is everything mfakit persists. Implementations must be safe for
+// concurrent use, and every method must honour ctx cancellation by
+// returning an error (never a false success).
+type Store interface {
+	EnrollmentStore
+	CodeStore
+	AttemptStore
+}
+
+// SendState is what a Store keeps per ReserveSend key.
+type SendState struct {
+	// WindowStart is when the current window began.
+	WindowStart time.Time
+	// Last is the time of the last reserved send.
+	Last time.Time
+	// Count is the number of sends reserved in the current window.
+	Count int
+}
+
+// NextSend applies limit to st at now. If a send is allowed it returns the
+// state after that send and a zero wait; otherwise it returns st unchanged
+// and how long until a send would be allowed. Backends that can run Go
+// inside their atomic section share this rule instead of restating it.
+func NextSend(st SendState, now time.Time, limit SendLimit) (SendState, time.Duration) {
+	if !st.Last.IsZero() && now.Sub(st.Last) < limit.MinGap {
+		return st, st.Last.Add(limit.MinGap).Sub(now)
+	}
+	if st.WindowStart.IsZero() || !now.Before(st.WindowStart.Add(limit.Window)) {
+		st.WindowStart, st.Count = now, 0
+	}
+	if limit.Max > 0 && st.Count >= limit.Max {
+		return st, st.WindowStart.Add(limit.Window).Sub(now)
+	}
+	st.Count++
+	st.Last = now
+	return st, 0
+}
