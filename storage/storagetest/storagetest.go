@@ -1,0 +1,546 @@
+// Package storagetest is the conformance suite every storage.Store must
+// pass. A backend's test calls Run with a function that returns a fresh,
+// empty store:
+//
+//	func TestConformance(t *testing.T) {
+//		storagetest.Run(t, func(t *testing.T) storage.Store { return memstore.New() })
+//	}
+//
+// The suite pins each contract written on the storage interfaces, including
+// the atomic ones under concurrency, so run it with -race.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mfakit/mfakit/storage"
+)
+
+// NewStore returns an empty store for one test. It may register cleanup
+// with t.Cleanup.
+type NewStore func(t *testing.T) storage.Store
+
+// base is a fixed instant with millisecond precision, which every backend
+// keeps exactly.
+var base = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// Run runs the whole suite against stores made by newStore.
+func Run(t *testing.T, newStore NewStore) {
+	t.Run("Enrollment", func(t *testing.T) { testEnrollment(t, newStore) })
+	t.Run("ConfirmEnrollment", func(t *testing.T) { testConfirm(t, newStore) })
+	t.Run("AcceptStep", func(t *testing.T) { testAcceptStep(t, newStore) })
+	t.Run("Codes", func(t *testing.T) { testCodes(t, newStore) })
+	t.Run("Attempts", func(t *testing.T) { testAttempts(t, newStore) })
+	t.Run("ReserveSend", func(t *testing.T) { testReserveSend(t, newStore) })
+	t.Run("Limits", func(t *testing.T) { testLimits(t, newStore) })
+	t.Run("Isolation", func(t *testing.T) { testIsolation(t, newStore) })
+	t.Run("Cancelled", func(t *testing.T) { testCancelled(t, newStore) })
+	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore) })
+}
+
+func pending(user string, f storage.Factor, id string) storage.Enrollment {
+	return storage.Enrollment{User: user, Factor: f, ID: id, Secret: []byte("sealed-" + id), KeyID: "k1",
+		CreatedAt: base, ExpiresAt: base.Add(10 * time.Minute)}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t *testing.T, got, want error) {
+	t.Helper()
+	if !errors.Is(got, want) {
+		t.Fatalf("error = %v, want %v", got, want)
+	}
+}
+
+func sameEnrollment(t *testing.T, got, want storage.Enrollment) {
+	t.Helper()
+	if got.User != want.User || got.Factor != want.Factor || got.ID != want.ID || got.Verified != want.Verified ||
+		!bytes.Equal(got.Secret, want.Secret) || got.KeyID != want.KeyID || got.LastStep != want.LastStep ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.VerifiedAt.Equal(want.VerifiedAt) ||
+		!got.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Fatalf("enrollment =\n  %+v\nwant\n  %+v", got, want)
+	}
+}
+
+func testEnrollment(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	const u = "alice@example.com"
+
+	_, err := s.Enrollment(ctx, u, storage.Authenticator)
+	wantErr(t, err, storage.ErrNotFound)
+	list, err := s.Enrollments(ctx, u)
+	must(t, err)
+	if len(list) != 0 {
+		t.Fatalf("Enrollments of unknown user = %v, want none", list)
+	}
+
+	first := pending(u, storage.Authenticator, "id-1")
+	must(t, s.BeginEnrollment(ctx, first))
+	got, err := s.Enrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	sameEnrollment(t, got, first)
+
+	// A new pending enrollment replaces the old one.
+	second := pending(u, storage.Authenticator, "id-2")
+	second.CreatedAt = base.Add(time.Minute)
+	must(t, s.BeginEnrollment(ctx, second))
+	got, err = s.Enrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	sameEnrollment(t, got, second)
+
+	email := storage.Enrollment{User: u, Factor: storage.Email, ID: "id-e", CreatedAt: base,
+		ExpiresAt: base.Add(5 * time.Minute)}
+	must(t, s.BeginEnrollment(ctx, email))
+	list, err = s.Enrollments(ctx, u)
+	must(t, err)
+	if len(list) != 2 || list[0].Factor != storage.Authenticator || list[1].Factor != storage.Email {
+		t.Fatalf("Enrollments = %+v, want AUTHENTICATOR then EMAIL", list)
+	}
+	sameEnrollment(t, list[1], email)
+	if len(list[1].Secret) != 0 {
+		t.Fatalf("EMAIL secret = %q, want empty", list[1].Secret)
+	}
+
+	// A verified enrollment is never replaced.
+	must(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, "id-2", 100, base.Add(time.Minute)))
+	wantErr(t, s.BeginEnrollment(ctx, pending(u, storage.Authenticator, "id-3")), storage.ErrAlreadyVerified)
+	got, err = s.Enrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	if got.ID != "id-2" || !got.Verified || got.LastStep != 100 {
+		t.Fatalf("verified enrollment changed: %+v", got)
+	}
+
+	existed, err := s.DeleteEnrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	if !existed {
+		t.Fatal("DeleteEnrollment of a verified enrollment reported false")
+	}
+	existed, err = s.DeleteEnrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	if existed {
+		t.Fatal("DeleteEnrollment of a missing enrollment reported true")
+	}
+	_, err = s.Enrollment(ctx, u, storage.Authenticator)
+	wantErr(t, err, storage.ErrNotFound)
+	// Deleting one factor keeps the other.
+	_, err = s.Enrollment(ctx, u, storage.Email)
+	must(t, err)
+	// After a delete a new enrollment starts from scratch.
+	must(t, s.BeginEnrollment(ctx, pending(u, storage.Authenticator, "id-4")))
+	got, err = s.Enrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	if got.Verified || got.LastStep != 0 || !got.VerifiedAt.IsZero() {
+		t.Fatalf("re-enrollment kept old state: %+v", got)
+	}
+}
+
+func testConfirm(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	const u = "bob"
+	wantErr(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, "nope", 1, base), storage.ErrNotFound)
+
+	e := pending(u, storage.Authenticator, "id-1")
+	must(t, s.BeginEnrollment(ctx, e))
+	wantErr(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, "other-id", 1, base), storage.ErrNotFound)
+	wantErr(t, s.ConfirmEnrollment(ctx, u, storage.Email, "id-1", 1, base), storage.ErrNotFound)
+	wantErr(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, "id-1", 1, e.ExpiresAt), storage.ErrExpired)
+
+	at := base.Add(2 * time.Minute)
+	must(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, "id-1", 57, at))
+	got, err := s.Enrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	want := e
+	want.Verified, want.VerifiedAt, want.ExpiresAt, want.LastStep = true, at, time.Time{}, 57
+	sameEnrollment(t, got, want)
+	wantErr(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, "id-1", 58, at), storage.ErrAlreadyVerified)
+	// The step that confirmed the enrollment is used (S3).
+	wantErr(t, s.AcceptStep(ctx, u, storage.Authenticator, 57), storage.ErrStepReused)
+}
+
+func testAcceptStep(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	const u = "carol"
+	wantErr(t, s.AcceptStep(ctx, u, storage.Authenticator, 10), storage.ErrNotFound)
+	must(t, s.BeginEnrollment(ctx, pending(u, storage.Authenticator, "id")))
+	// A pending enrollment accepts no step.
+	wantErr(t, s.AcceptStep(ctx, u, storage.Authenticator, 10), storage.ErrNotFound)
+	must(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, "id", 10, base))
+
+	// 20000000000/30 needs more than 32 bits (S1).
+	const big = int64(20000000000 / 30)
+	for _, c := range []struct {
+		step int64
+		want error
+	}{
+		{10, storage.ErrStepReused}, {9, storage.ErrStepReused}, {11, nil}, {11, storage.ErrStepReused},
+		{13, nil}, {12, storage.ErrStepReused}, {big, nil}, {big, storage.ErrStepReused}, {big + 1, nil},
+	} {
+		err := s.AcceptStep(ctx, u, storage.Authenticator, c.step)
+		if !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+			t.Fatalf("AcceptStep(%d) = %v, want %v", c.step, err, c.want)
+		}
+	}
+	got, err := s.Enrollment(ctx, u, storage.Authenticator)
+	must(t, err)
+	if got.LastStep != big+1 {
+		t.Fatalf("LastStep = %d, want %d", got.LastStep, big+1)
+	}
+}
+
+func testCodes(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	const u, p = "dave", "enroll-email"
+	h1, h2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	exp := base.Add(10 * time.Minute)
+
+	wantErr(t, s.ConsumeCode(ctx, u, p, h1, base), storage.ErrNotFound)
+	must(t, s.PutCode(ctx, storage.Code{User: u, Purpose: p, Hash: h1, ExpiresAt: exp}))
+	wantErr(t, s.ConsumeCode(ctx, u, p, h2, base), storage.ErrCodeMismatch)
+	wantErr(t, s.ConsumeCode(ctx, u, "other", h1, base), storage.ErrNotFound)
+	must(t, s.ConsumeCode(ctx, u, p, h1, base.Add(time.Minute))) // a mismatch did not delete it
+	wantErr(t, s.ConsumeCode(ctx, u, p, h1, base), storage.ErrNotFound)
+
+	// A resend invalidates the earlier code (S10).
+	must(t, s.PutCode(ctx, storage.Code{User: u, Purpose: p, Hash: h1, ExpiresAt: exp}))
+	must(t, s.PutCode(ctx, storage.Code{User: u, Purpose: p, Hash: h2, ExpiresAt: exp}))
+	wantErr(t, s.ConsumeCode(ctx, u, p, h1, base), storage.ErrCodeMismatch)
+	must(t, s.ConsumeCode(ctx, u, p, h2, base))
+
+	// An expired code fails with ErrExpired once, then is gone.
+	must(t, s.PutCode(ctx, storage.Code{User: u, Purpose: p, Hash: h1, ExpiresAt: exp}))
+	wantErr(t, s.ConsumeCode(ctx, u, p, h1, exp), storage.ErrExpired)
+	wantErr(t, s.ConsumeCode(ctx, u, p, h1, base), storage.ErrNotFound)
+
+	must(t, s.PutCode(ctx, storage.Code{User: u, Purpose: p, Hash: h1, ExpiresAt: exp}))
+	must(t, s.DeleteCode(ctx, u, p))
+	must(t, s.DeleteCode(ctx, u, p))
+	wantErr(t, s.ConsumeCode(ctx, u, p, h1, base), storage.ErrNotFound)
+}
+
+func testAttempts(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	const u = "erin"
+	a, err := s.Attempts(ctx, u, storage.Authenticator)
+	must(t, err)
+	if a.Failures != 0 || !a.LockedUntil.IsZero() {
+		t.Fatalf("Attempts of unknown user = %+v, want zero", a)
+	}
+	for i := 1; i <= 3; i++ {
+		n, err := s.RecordFailure(ctx, u, storage.Authenticator)
+		must(t, err)
+		if n != i {
+			t.Fatalf("RecordFailure #%d returned %d", i, n)
+		}
+	}
+	// Another factor counts separately.
+	n, err := s.RecordFailure(ctx, u, storage.Email)
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("EMAIL failure count = %d, want 1", n)
+	}
+	later, earlier := base.Add(time.Hour), base.Add(time.Minute)
+	must(t, s.LockUntil(ctx, u, storage.Authenticator, later))
+	must(t, s.LockUntil(ctx, u, storage.Authenticator, earlier)) // the later lock stays
+	a, err = s.Attempts(ctx, u, storage.Authenticator)
+	must(t, err)
+	if a.Failures != 3 || !a.LockedUntil.Equal(later) {
+		t.Fatalf("Attempts = %+v, want 3 failures locked until %v", a, later)
+	}
+	must(t, s.ResetAttempts(ctx, u, storage.Authenticator))
+	must(t, s.ResetAttempts(ctx, u, storage.Authenticator))
+	a, err = s.Attempts(ctx, u, storage.Authenticator)
+	must(t, err)
+	if a.Failures != 0 || !a.LockedUntil.IsZero() {
+		t.Fatalf("Attempts after reset = %+v, want zero", a)
+	}
+	a, err = s.Attempts(ctx, u, storage.Email)
+	must(t, err)
+	if a.Failures != 1 {
+		t.Fatalf("reset of AUTHENTICATOR touched EMAIL: %+v", a)
+	}
+	// A lock without failures is kept too.
+	must(t, s.LockUntil(ctx, "frank", storage.Email, later))
+	a, err = s.Attempts(ctx, "frank", storage.Email)
+	must(t, err)
+	if !a.LockedUntil.Equal(later) {
+		t.Fatalf("LockUntil on a fresh key = %+v", a)
+	}
+}
+
+func testReserveSend(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	limit := storage.SendLimit{MinGap: time.Minute, Window: time.Hour, Max: 3}
+	reserve := func(key string, at time.Time) time.Duration {
+		t.Helper()
+		wait, err := s.ReserveSend(ctx, key, at, limit)
+		must(t, err)
+		return wait
+	}
+	if w := reserve("k", base); w != 0 {
+		t.Fatalf("first send waits %v", w)
+	}
+	if w := reserve("k", base.Add(20*time.Second)); w != 40*time.Second {
+		t.Fatalf("send within MinGap waits %v, want 40s", w)
+	}
+	if w := reserve("other", base.Add(20*time.Second)); w != 0 {
+		t.Fatalf("another key waits %v", w)
+	}
+	if w := reserve("k", base.Add(time.Minute)); w != 0 {
+		t.Fatalf("second send after MinGap waits %v", w)
+	}
+	if w := reserve("k", base.Add(2*time.Minute)); w != 0 {
+		t.Fatalf("third send waits %v", w)
+	}
+	if w := reserve("k", base.Add(10*time.Minute)); w != 50*time.Minute {
+		t.Fatalf("fourth send in the window waits %v, want 50m", w)
+	}
+	if w := reserve("k", base.Add(time.Hour)); w != 0 {
+		t.Fatalf("send in a new window waits %v", w)
+	}
+}
+
+func testLimits(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	users := []string{
+		strings.Repeat("u", storage.MaxUserLen),
+		"ユーザー@例え.jp",
+		"emoji-😀-user",
+		"quote'\"`; DROP TABLE x;--",
+		"percent%_under_score",
+		"back\\slash/slash",
+	}
+	for _, u := range users {
+		e := pending(u, storage.Authenticator, strings.Repeat("i", 32))
+		e.Secret = bytes.Repeat([]byte{0xff, 0x00, 0x7f}, storage.MaxSecretLen/3)
+		e.KeyID = strings.Repeat("k", 32)
+		must(t, s.BeginEnrollment(ctx, e))
+		got, err := s.Enrollment(ctx, u, storage.Authenticator)
+		must(t, err)
+		sameEnrollment(t, got, e)
+		must(t, s.ConfirmEnrollment(ctx, u, storage.Authenticator, e.ID, 1<<40, base))
+		must(t, s.AcceptStep(ctx, u, storage.Authenticator, 1<<40+1))
+		hash := bytes.Repeat([]byte{0xab}, storage.MaxHashLen)
+		purpose := strings.Repeat("p", storage.MaxPurposeLen)
+		must(t, s.PutCode(ctx, storage.Code{User: u, Purpose: purpose, Hash: hash, ExpiresAt: base.Add(time.Minute)}))
+		must(t, s.ConsumeCode(ctx, u, purpose, hash, base))
+		_, err = s.RecordFailure(ctx, u, storage.Email)
+		must(t, err)
+		wait, err := s.ReserveSend(ctx, "email:"+u, base, storage.SendLimit{MinGap: time.Minute, Window: time.Hour, Max: 5})
+		must(t, err)
+		if wait != 0 {
+			t.Fatalf("ReserveSend for %q waits %v", u, wait)
+		}
+	}
+	// Near-identical names are distinct users.
+	for _, u := range []string{"ユーザー@例え.j", strings.Repeat("u", storage.MaxUserLen-1), "Emoji-😀-user"} {
+		if _, err := s.Enrollment(ctx, u, storage.Authenticator); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Enrollment(%q) = %v, want ErrNotFound", u, err)
+		}
+	}
+}
+
+func testIsolation(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	must(t, s.BeginEnrollment(ctx, pending("a", storage.Authenticator, "a1")))
+	must(t, s.BeginEnrollment(ctx, pending("b", storage.Authenticator, "b1")))
+	must(t, s.ConfirmEnrollment(ctx, "a", storage.Authenticator, "a1", 5, base))
+	got, err := s.Enrollment(ctx, "b", storage.Authenticator)
+	must(t, err)
+	if got.Verified {
+		t.Fatal("confirming a's enrollment verified b's")
+	}
+	wantErr(t, s.ConfirmEnrollment(ctx, "b", storage.Authenticator, "a1", 5, base), storage.ErrNotFound)
+	_, err = s.RecordFailure(ctx, "a", storage.Authenticator)
+	must(t, err)
+	a, err := s.Attempts(ctx, "b", storage.Authenticator)
+	must(t, err)
+	if a.Failures != 0 {
+		t.Fatal("a's failure counted for b")
+	}
+}
+
+func testCancelled(t *testing.T, newStore NewStore) {
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	const u = "cancelled"
+	calls := map[string]func() error{
+		"Enrollments":       func() error { _, err := s.Enrollments(ctx, u); return err },
+		"Enrollment":        func() error { _, err := s.Enrollment(ctx, u, storage.Authenticator); return err },
+		"BeginEnrollment":   func() error { return s.BeginEnrollment(ctx, pending(u, storage.Authenticator, "x")) },
+		"ConfirmEnrollment": func() error { return s.ConfirmEnrollment(ctx, u, storage.Authenticator, "x", 1, base) },
+		"AcceptStep":        func() error { return s.AcceptStep(ctx, u, storage.Authenticator, 1) },
+		"DeleteEnrollment":  func() error { _, err := s.DeleteEnrollment(ctx, u, storage.Authenticator); return err },
+		"PutCode": func() error {
+			return s.PutCode(ctx, storage.Code{User: u, Purpose: "p", Hash: []byte{1}, ExpiresAt: base})
+		},
+		"ConsumeCode":   func() error { return s.ConsumeCode(ctx, u, "p", []byte{1}, base) },
+		"DeleteCode":    func() error { return s.DeleteCode(ctx, u, "p") },
+		"Attempts":      func() error { _, err := s.Attempts(ctx, u, storage.Authenticator); return err },
+		"RecordFailure": func() error { _, err := s.RecordFailure(ctx, u, storage.Authenticator); return err },
+		"LockUntil":     func() error { return s.LockUntil(ctx, u, storage.Authenticator, base) },
+		"ResetAttempts": func() error { return s.ResetAttempts(ctx, u, storage.Authenticator) },
+		"ReserveSend": func() error {
+			_, err := s.ReserveSend(ctx, u, base, storage.SendLimit{Window: time.Hour, Max: 1})
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); err == nil {
+			t.Errorf("%s with a cancelled context returned nil", name)
+		}
+	}
+	// Nothing was written.
+	bg := context.Background()
+	if _, err := s.Enrollment(bg, u, storage.Authenticator); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a cancelled BeginEnrollment left a record: %v", err)
+	}
+	if a, err := s.Attempts(bg, u, storage.Authenticator); err != nil || a.Failures != 0 {
+		t.Fatalf("a cancelled RecordFailure counted: %+v %v", a, err)
+	}
+}
+
+// Workers is how many goroutines the concurrency cases run at once.
+const Workers = 50
+
+func race(n int, fn func(i int) error) (ok int, errs []error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var okCount atomic.Int64
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := fn(i); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			okCount.Add(1)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return int(okCount.Load()), errs
+}
+
+func expectOne(t *testing.T, what string, ok int, errs []error, want error) {
+	t.Helper()
+	if ok != 1 {
+		t.Fatalf("%s: %d of %d concurrent calls succeeded, want exactly 1", what, ok, Workers)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, want) {
+			t.Fatalf("%s: a losing call returned %v, want %v", what, err, want)
+		}
+	}
+}
+
+func testConcurrent(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	t.Run("AcceptStepOnce", func(t *testing.T) {
+		// S3: 50 submissions of one valid code give exactly one success.
+		s := newStore(t)
+		must(t, s.BeginEnrollment(ctx, pending("u", storage.Authenticator, "id")))
+		must(t, s.ConfirmEnrollment(ctx, "u", storage.Authenticator, "id", 100, base))
+		ok, errs := race(Workers, func(int) error { return s.AcceptStep(ctx, "u", storage.Authenticator, 101) })
+		expectOne(t, "AcceptStep", ok, errs, storage.ErrStepReused)
+	})
+	t.Run("ConfirmOnce", func(t *testing.T) {
+		s := newStore(t)
+		must(t, s.BeginEnrollment(ctx, pending("u", storage.Authenticator, "id")))
+		ok, errs := race(Workers, func(int) error {
+			return s.ConfirmEnrollment(ctx, "u", storage.Authenticator, "id", 7, base)
+		})
+		expectOne(t, "ConfirmEnrollment", ok, errs, storage.ErrAlreadyVerified)
+	})
+	t.Run("ConsumeCodeOnce", func(t *testing.T) {
+		s := newStore(t)
+		hash := []byte("0123456789abcdef0123456789abcdef")
+		must(t, s.PutCode(ctx, storage.Code{User: "u", Purpose: "p", Hash: hash, ExpiresAt: base.Add(time.Minute)}))
+		ok, errs := race(Workers, func(int) error { return s.ConsumeCode(ctx, "u", "p", hash, base) })
+		expectOne(t, "ConsumeCode", ok, errs, storage.ErrNotFound)
+	})
+	t.Run("BeginNeverReplacesVerified", func(t *testing.T) {
+		s := newStore(t)
+		must(t, s.BeginEnrollment(ctx, pending("u", storage.Authenticator, "p0")))
+		ok, _ := race(Workers, func(i int) error {
+			if i == Workers/2 {
+				return s.ConfirmEnrollment(ctx, "u", storage.Authenticator, "p0", 1, base)
+			}
+			return s.BeginEnrollment(ctx, pending("u", storage.Authenticator, fmt.Sprintf("p%d", i+1)))
+		})
+		got, err := s.Enrollment(ctx, "u", storage.Authenticator)
+		must(t, err)
+		if got.Verified && got.ID != "p0" {
+			t.Fatalf("a verified enrollment was replaced: %+v", got)
+		}
+		if ok == 0 {
+			t.Fatal("no call succeeded")
+		}
+	})
+	t.Run("RecordFailureLosesNothing", func(t *testing.T) {
+		// S8: failures under contention are all counted.
+		s := newStore(t)
+		const per = 4
+		ok, errs := race(Workers, func(int) error {
+			for range per {
+				if _, err := s.RecordFailure(ctx, "u", storage.Authenticator); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if ok != Workers {
+			t.Fatalf("RecordFailure errors: %v", errs)
+		}
+		a, err := s.Attempts(ctx, "u", storage.Authenticator)
+		must(t, err)
+		if a.Failures != Workers*per {
+			t.Fatalf("failures = %d, want %d", a.Failures, Workers*per)
+		}
+	})
+	t.Run("ReserveSendCapped", func(t *testing.T) {
+		// S9: concurrent sends never exceed the cap.
+		s := newStore(t)
+		limit := storage.SendLimit{Window: time.Hour, Max: 5}
+		var granted atomic.Int64
+		_, errs := race(Workers, func(int) error {
+			wait, err := s.ReserveSend(ctx, "u", base, limit)
+			if err == nil && wait == 0 {
+				granted.Add(1)
+			}
+			return err
+		})
+		if len(errs) > 0 {
+			t.Fatal(errs[0])
+		}
+		if granted.Load() != 5 {
+			t.Fatalf("granted %d sends, want 5", granted.Load())
+		}
+	})
+}
