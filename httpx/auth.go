@@ -66,9 +66,9 @@ func bearerToken(r *http.Request) (string, bool) {
 // Auth checks credentials with an Authorizer. It offers each check as a
 // middleware and, beside it, as a function for hosts on other frameworks.
 type Auth struct {
-	authz      Authorizer
-	onError    ErrorHandler
-	trusted    []netip.Prefix
+	authz   Authorizer
+	onError ErrorHandler
+	trusted []netip.Prefix
 }
 
 // CheckUser authenticates the Bearer token of r and returns its user. It

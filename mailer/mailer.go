@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"mime"
 	"strings"
 	"sync"
 	"time"
@@ -62,8 +61,7 @@ func (w *Writer) Send(ctx context.Context, m Message) error {
 	}
 	var b strings.Builder
 	rule := strings.Repeat("=", 72)
-	fmt.Fprintf(&b, "%s\nDate:    %s\nTo:      %s\nSubject: %s\n", rule, now().Format(time.RFC1123Z), m.To,
-		mime.QEncoding.Encode("utf-8", m.Subject))
+	fmt.Fprintf(&b, "%s\nDate:    %s\nTo:      %s\nSubject: %s\n", rule, now().Format(time.RFC1123Z), m.To, m.Subject)
 	fmt.Fprintf(&b, "--- text/plain ---\n%s\n", strings.TrimRight(m.Text, "\n"))
 	if m.HTML != "" {
 		fmt.Fprintf(&b, "--- text/html ---\n%s\n", strings.TrimRight(m.HTML, "\n"))

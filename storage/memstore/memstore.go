@@ -287,4 +287,3 @@ func (s *Store) ReserveSend(ctx context.Context, key string, now time.Time, limi
 	}
 	return wait, nil
 }
-

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/mfakit/mfakit/httpx"
+	"github.com/mfakit/mfakit/mailer"
+	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/storage"
+	"github.com/mfakit/mfakit/storage/memstore"
+)
+
+// app is the demo server: the kit, the identity system and the token
+// endpoint, wired together.
+type app struct {
+	id          *identity
+	svc         *mfa.Service
+	api         *httpx.Handlers
+	storageName string
+	closers     []io.Closer
+}
+
+func newApp(o options, out io.Writer) (*app, error) {
+	users, err := parseUsers(o.users)
+	if err != nil {
+		return nil, err
+	}
+	clients, err := parseClients(o.clients)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{id: newIdentity(users, clients)}
+	store, keys, err := a.openStore(o.db)
+	if err != nil {
+		return nil, err
+	}
+	a.svc, err = mfa.New(store, &mailer.Writer{W: out}, keys, mfa.Config{Issuer: "mfakit demo"})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.api = httpx.New(a.svc, a.id, httpx.Config{})
+	return a, nil
+}
+
+// openStore picks the storage named by -db.
+func (a *app) openStore(db string) (storage.Store, *mfa.Keyring, error) {
+	if db == "" {
+		a.storageName = "memory"
+		return memstore.New(), mfa.NewRandomKeyring(), nil
+	}
+	return nil, nil, fmt.Errorf("-db %q: only in-memory storage (empty -db) is available", db)
+}
+
+// Close releases the storage.
+func (a *app) Close() error {
+	var errs []error
+	for _, c := range a.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Handler serves the kit's routes, the token endpoint and the index page.
+func (a *app) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.api.Mount(mux, "")
+	mux.HandleFunc("/oauth/token", a.token)
+	mux.HandleFunc("/{$}", a.index)
+	mux.Handle("/", httpx.NotFound(httpx.DefaultErrorHandler))
+	return mux
+}
+
+// tokenResponse is the OAuth answer of a password grant.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+}
+
+// token serves POST /oauth/token with Basic client credentials and a
+// password grant.
+func (a *app) token(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		httpx.WriteProblem(w, httpx.NewProblem(http.StatusMethodNotAllowed, httpx.CodeMethodNotAllowed, "use POST"))
+		return
+	}
+	if _, err := a.api.Auth().CheckClient(r); err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="mfakit demo"`)
+		httpx.WriteProblem(w, httpx.ProblemFor(err))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		httpx.WriteProblem(w, httpx.NewProblem(http.StatusBadRequest, httpx.CodeInvalidRequest, "the body must be a form"))
+		return
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "password":
+		user, password := r.PostForm.Get("username"), r.PostForm.Get("password")
+		if !a.id.checkPassword(user, password) {
+			httpx.WriteProblem(w, httpx.NewProblem(http.StatusUnauthorized, httpx.CodeUnauthorized, "wrong username or password"))
+			return
+		}
+		token, ttl := a.id.issue(user)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "bearer", ExpiresIn: int(ttl.Seconds())})
+	default:
+		httpx.WriteProblem(w, httpx.NewProblem(http.StatusBadRequest, httpx.CodeInvalidRequest,
+			"grant_type: must be password"))
+	}
+}
+
+func (a *app) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	fmt.Fprint(w, strings.ReplaceAll(`mfakit demo
+
+1. Token:   curl -s -u demo-client:demo-secret -d grant_type=password \
+              -d username=alice@example.com -d password=alice-password http://HOST/oauth/token
+2. QR:      curl -s -X PUT -H "Authorization: Bearer $TOKEN" -H "Accept: application/json" \
+              "http://HOST/users/mfa/associateQRCode?mfatype=AUTHENTICATOR"
+3. Verify:  curl -s -X PUT -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
+              -d '{"mfatype":"AUTHENTICATOR","totp":"123456"}' http://HOST/users/mfa/verifyQRCodeEnroll
+4. Status:  curl -s -H "Authorization: Bearer $TOKEN" http://HOST/oauth/users/mfaDetails
+5. Email:   curl -s -X PUT -H "Authorization: Bearer $TOKEN" "http://HOST/oauth/users/mfa/enrollEmail?mfatype=EMAIL"
+            (the code is printed in the server's terminal), then PUT /oauth/users/mfa/verifyEmail
+`, "HOST", r.Host))
+}

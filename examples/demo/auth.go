@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mfakit/mfakit/httpx"
+)
+
+// demoUser is one entry of -users.
+type demoUser struct {
+	name, password string
+	roles          []string
+}
+
+// parseUsers reads "name:password:ROLE[|ROLE],...".
+func parseUsers(s string) (map[string]demoUser, error) {
+	users := map[string]demoUser{}
+	for _, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		parts := strings.SplitN(entry, ":", 3)
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return nil, fmt.Errorf("-users entry %q: want name:password:ROLE[|ROLE]", entry)
+		}
+		users[parts[0]] = demoUser{name: parts[0], password: parts[1], roles: strings.Split(parts[2], "|")}
+	}
+	if len(users) == 0 {
+		return nil, fmt.Errorf("-users: no users given")
+	}
+	return users, nil
+}
+
+// parseClients reads "id:secret,...".
+func parseClients(s string) (map[string]string, error) {
+	clients := map[string]string{}
+	for _, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		id, secret, ok := strings.Cut(entry, ":")
+		if !ok || id == "" || secret == "" {
+			return nil, fmt.Errorf("-clients entry %q: want id:secret", entry)
+		}
+		clients[id] = secret
+	}
+	if len(clients) == 0 {
+		return nil, fmt.Errorf("-clients: no clients given")
+	}
+	return clients, nil
+}
+
+// identity is the demo's whole identity system: password users, OAuth
+// clients, and opaque bearer tokens kept in memory. It implements
+// httpx.Authorizer. A real host plugs its own in instead.
+type identity struct {
+	users   map[string]demoUser
+	clients map[string]string
+	now     func() time.Time
+	ttl     time.Duration
+
+	mu     sync.Mutex
+	tokens map[string]session
+}
+
+type session struct {
+	user    string
+	expires time.Time
+}
+
+func newIdentity(users map[string]demoUser, clients map[string]string) *identity {
+	return &identity{users: users, clients: clients, now: time.Now, ttl: time.Hour, tokens: map[string]session{}}
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// checkPassword reports whether name's password is password.
+func (id *identity) checkPassword(name, password string) bool {
+	u, ok := id.users[name]
+	// Compare even for unknown users, so timing does not reveal them.
+	want := "\x00no-such-user"
+	if ok {
+		want = u.password
+	}
+	return equal(password, want) && ok
+}
+
+// issue mints a bearer token for user.
+func (id *identity) issue(user string) (string, time.Duration) {
+	b := make([]byte, 32)
+	rand.Read(b)
+	token := base64.RawURLEncoding.EncodeToString(b)
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.tokens[token] = session{user: user, expires: id.now().Add(id.ttl)}
+	return token, id.ttl
+}
+
+// AuthenticateToken implements httpx.Authorizer.
+func (id *identity) AuthenticateToken(_ context.Context, token string) (httpx.User, error) {
+	id.mu.Lock()
+	s, ok := id.tokens[token]
+	if ok && !id.now().Before(s.expires) {
+		delete(id.tokens, token)
+		ok = false
+	}
+	id.mu.Unlock()
+	if !ok {
+		return httpx.User{}, httpx.ErrUnauthorized
+	}
+	u := id.users[s.user]
+	email := ""
+	if strings.Contains(u.name, "@") {
+		email = u.name
+	}
+	return httpx.User{Username: u.name, Email: email, Roles: u.roles}, nil
+}
+
+// AuthenticateClient implements httpx.Authorizer.
+func (id *identity) AuthenticateClient(_ context.Context, clientID, secret string) error {
+	want, ok := id.clients[clientID]
+	if !ok {
+		want = "\x00no-such-client"
+	}
+	if !equal(secret, want) || !ok {
+		return httpx.ErrUnauthorized
+	}
+	return nil
+}
