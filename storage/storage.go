@@ -112,6 +112,7 @@ const (
 	MaxSecretLen  = 256
 	MaxHashLen    = 64
 	MaxPurposeLen = 64
+	MaxSendKeyLen = MaxUserLen + MaxPurposeLen // ReserveSend keys
 )
 
 // EnrollmentStore keeps enrollments, at most one per (user, factor).
@@ -199,11 +200,30 @@ type AttemptStore interface {
 // Store is everything mfakit persists. Implementations must be safe for
 // concurrent use, and every method must honour ctx cancellation by
 // returning an error (never a false success).
+//
+// A Store may forget a pending enrollment or a code once it has been expired
+// for a while (an hour or more): from then on it answers as if the record
+// never existed (ErrNotFound). Stores whose records do not vanish by
+// themselves offer the Cleaner interface.
 type Store interface {
 	EnrollmentStore
 	CodeStore
 	AttemptStore
 }
+
+// Cleaner is implemented by Stores whose expired records stay until removed.
+// Hosts call DeleteExpired on a schedule (say, hourly).
+type Cleaner interface {
+	// DeleteExpired removes pending enrollments and codes that expired
+	// before cutoff, and send-throttle state whose last send is SendIdle
+	// older than cutoff, and returns how many records it removed. Verified
+	// enrollments and failure counts are never removed.
+	DeleteExpired(ctx context.Context, cutoff time.Time) (int64, error)
+}
+
+// SendIdle is how long send-throttle state must be idle before a Cleaner
+// may drop it: longer than any throttle window.
+const SendIdle = 24 * time.Hour
 
 // SendState is what a Store keeps per ReserveSend key.
 type SendState struct {

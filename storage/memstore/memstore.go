@@ -39,7 +39,10 @@ type Store struct {
 	shards [shardCount]shard
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store   = (*Store)(nil)
+	_ storage.Cleaner = (*Store)(nil)
+)
 
 // New returns an empty Store. State is split into shards by user so that
 // requests for different users rarely wait on the same lock.
@@ -286,4 +289,37 @@ func (s *Store) ReserveSend(ctx context.Context, key string, now time.Time, limi
 		sh.sends[key] = next
 	}
 	return wait, nil
+}
+
+// DeleteExpired implements storage.Cleaner. A long-running host calls it
+// on a schedule so that abandoned enrollments and codes do not pile up.
+func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time) (int64, error) {
+	var n int64
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, e := range sh.enrollments {
+			if !e.Verified && e.ExpiresAt.Before(cutoff) {
+				delete(sh.enrollments, k)
+				n++
+			}
+		}
+		for k, c := range sh.codes {
+			if c.ExpiresAt.Before(cutoff) {
+				delete(sh.codes, k)
+				n++
+			}
+		}
+		for k, st := range sh.sends {
+			if st.Last.Before(cutoff.Add(-storage.SendIdle)) {
+				delete(sh.sends, k)
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n, nil
 }

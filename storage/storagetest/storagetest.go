@@ -28,9 +28,11 @@ import (
 // with t.Cleanup.
 type NewStore func(t *testing.T) storage.Store
 
-// base is a fixed instant with millisecond precision, which every backend
-// keeps exactly.
-var base = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+// base is the suite's "now": the wall clock at start-up, at millisecond
+// precision, which every backend keeps exactly. It is near the real time so
+// that backends which also expire records by the wall clock (Redis TTLs)
+// agree with the times the suite passes.
+var base = time.Now().UTC().Truncate(time.Millisecond)
 
 // Run runs the whole suite against stores made by newStore.
 func Run(t *testing.T, newStore NewStore) {
@@ -44,6 +46,56 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, newStore) })
 	t.Run("Cancelled", func(t *testing.T) { testCancelled(t, newStore) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore) })
+	t.Run("Cleaner", func(t *testing.T) { testCleaner(t, newStore) })
+}
+
+func testCleaner(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	c, ok := s.(storage.Cleaner)
+	if !ok {
+		t.Skip("the store expires records by itself (no storage.Cleaner)")
+	}
+	must(t, s.BeginEnrollment(ctx, pending("old", storage.Authenticator, "o")))      // expires base+10m
+	must(t, s.BeginEnrollment(ctx, pending("verified", storage.Authenticator, "v"))) // verified below
+	must(t, s.ConfirmEnrollment(ctx, "verified", storage.Authenticator, "v", 1, base))
+	fresh := pending("fresh", storage.Authenticator, "f")
+	fresh.ExpiresAt = base.Add(time.Hour)
+	must(t, s.BeginEnrollment(ctx, fresh))
+	must(t, s.PutCode(ctx, storage.Code{User: "old", Purpose: "p", Hash: []byte{1}, ExpiresAt: base.Add(time.Minute)}))
+	must(t, s.PutCode(ctx, storage.Code{User: "fresh", Purpose: "p", Hash: []byte{1}, ExpiresAt: base.Add(time.Hour)}))
+	_, err := s.RecordFailure(ctx, "old", storage.Authenticator)
+	must(t, err)
+	_, err = s.ReserveSend(ctx, "idle", base, storage.SendLimit{Window: time.Hour, Max: 1})
+	must(t, err)
+
+	n, err := c.DeleteExpired(ctx, base.Add(30*time.Minute))
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("DeleteExpired removed %d records, want 2 (one enrollment, one code)", n)
+	}
+	if _, err := s.Enrollment(ctx, "old", storage.Authenticator); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("expired pending enrollment kept: %v", err)
+	}
+	for _, u := range []string{"verified", "fresh"} {
+		if _, err := s.Enrollment(ctx, u, storage.Authenticator); err != nil {
+			t.Fatalf("%s enrollment removed: %v", u, err)
+		}
+	}
+	wantErr(t, s.ConsumeCode(ctx, "old", "p", []byte{1}, base), storage.ErrNotFound)
+	must(t, s.ConsumeCode(ctx, "fresh", "p", []byte{1}, base))
+	if a, _ := s.Attempts(ctx, "old", storage.Authenticator); a.Failures != 1 {
+		t.Fatal("DeleteExpired removed a failure count")
+	}
+	// The send throttle is kept until idle for SendIdle.
+	if wait, _ := s.ReserveSend(ctx, "idle", base.Add(30*time.Minute), storage.SendLimit{Window: time.Hour, Max: 1}); wait == 0 {
+		t.Fatal("DeleteExpired dropped live send-throttle state")
+	}
+	n, err = c.DeleteExpired(ctx, base.Add(storage.SendIdle+time.Minute))
+	must(t, err)
+	if n < 2 {
+		t.Fatalf("second DeleteExpired removed %d, want the fresh code's expired enrollment and the idle send state", n)
+	}
 }
 
 func pending(user string, f storage.Factor, id string) storage.Enrollment {

@@ -1,0 +1,158 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+)
+
+// migration is one schema version: statements run in order.
+type migration func(s *Store) []string
+
+// migrations lists every schema version, oldest first. Never edit a
+// released entry; append a new one.
+var migrations = []migration{
+	func(s *Store) []string {
+		key, blob, boolean := s.dialect.types()
+		engine, expiryIndex := "", ",\n\tINDEX (expires_at)"
+		if s.dialect == MySQL {
+			engine = " ENGINE=InnoDB"
+		} else {
+			expiryIndex = ""
+		}
+		stmts := []string{
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	username %s NOT NULL,
+	factor %s NOT NULL,
+	id %s NOT NULL,
+	verified %s NOT NULL DEFAULT FALSE,
+	secret %s,
+	key_id %s NOT NULL,
+	last_step BIGINT NOT NULL DEFAULT 0,
+	created_at BIGINT NOT NULL DEFAULT 0,
+	verified_at BIGINT NOT NULL DEFAULT 0,
+	expires_at BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (username, factor)%s)%s`, s.enrollments, key, key, key, boolean, blob, key, expiryIndex, engine),
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	username %s NOT NULL,
+	purpose %s NOT NULL,
+	hash %s NOT NULL,
+	expires_at BIGINT NOT NULL,
+	PRIMARY KEY (username, purpose)%s)%s`, s.codes, key, key, blob, expiryIndex, engine),
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	username %s NOT NULL,
+	factor %s NOT NULL,
+	failures INTEGER NOT NULL DEFAULT 0,
+	locked_until BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (username, factor))%s`, s.attempts, key, key, engine),
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	send_key %s NOT NULL,
+	window_start BIGINT NOT NULL DEFAULT 0,
+	last_send BIGINT NOT NULL DEFAULT 0,
+	sends INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (send_key))%s`, s.sends, key, engine),
+		}
+		if s.dialect != MySQL {
+			stmts = append(stmts,
+				fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_expiry ON %s (expires_at)`, s.enrollments, s.enrollments),
+				fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_expiry ON %s (expires_at)`, s.codes, s.codes))
+		}
+		return stmts
+	},
+}
+
+// SchemaVersion is the schema version this package migrates to.
+var SchemaVersion = len(migrations)
+
+// Migrate brings the schema to SchemaVersion. It is idempotent and safe to
+// call from several instances at once: they serialise on a database lock
+// (an advisory lock on Postgres, GET_LOCK on MySQL, an immediate
+// transaction on SQLite) and each version is applied once.
+func (s *Store) Migrate(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlstore: migrate: %w", err)
+	}
+	defer conn.Close()
+	unlock, err := s.lockSchema(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("sqlstore: migrate: lock: %w", err)
+	}
+	err = s.migrateLocked(ctx, conn)
+	if uerr := unlock(err == nil); err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: migrate: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) lockSchema(ctx context.Context, conn *sql.Conn) (func(ok bool) error, error) {
+	h := fnv.New64a()
+	h.Write([]byte(s.prefix))
+	id := int64(h.Sum64() >> 1)
+	bg := context.WithoutCancel(ctx)
+	switch s.dialect {
+	case Postgres:
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
+			return nil, err
+		}
+		return func(bool) error {
+			_, err := conn.ExecContext(bg, "SELECT pg_advisory_unlock($1)", id)
+			return err
+		}, nil
+	case MySQL:
+		name := fmt.Sprintf("mfakit_migrate_%x", id)
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", name).Scan(&got); err != nil {
+			return nil, err
+		}
+		if got.Int64 != 1 {
+			return nil, fmt.Errorf("could not take lock %s within 60s", name)
+		}
+		return func(bool) error {
+			_, err := conn.ExecContext(bg, "SELECT RELEASE_LOCK(?)", name)
+			return err
+		}, nil
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return nil, err
+	}
+	return func(ok bool) error {
+		if !ok {
+			_, err := conn.ExecContext(bg, "ROLLBACK")
+			return err
+		}
+		_, err := conn.ExecContext(bg, "COMMIT")
+		return err
+	}, nil
+}
+
+func (s *Store) migrateLocked(ctx context.Context, conn *sql.Conn) error {
+	_, err := conn.ExecContext(ctx, fmt.Sprintf(
+		"CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)", s.versions))
+	if err != nil {
+		return err
+	}
+	var current sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT MAX(version) FROM "+s.versions).Scan(&current); err != nil {
+		return err
+	}
+	if int(current.Int64) > len(migrations) {
+		return fmt.Errorf("database schema is version %d, newer than this build's %d", current.Int64, len(migrations))
+	}
+	for v := int(current.Int64) + 1; v <= len(migrations); v++ {
+		for _, stmt := range migrations[v-1](s) {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("version %d: %w", v, err)
+			}
+		}
+		if _, err := conn.ExecContext(ctx, s.q("INSERT INTO "+s.versions+" (version, applied_at) VALUES (?, ?)"),
+			v, s.now().UnixMicro()); err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+	}
+	return nil
+}

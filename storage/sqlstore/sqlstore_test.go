@@ -1,0 +1,50 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+
+	"github.com/mfakit/mfakit/internal/testdb"
+	"github.com/mfakit/mfakit/storage"
+	"github.com/mfakit/mfakit/storage/sqlstore"
+	"github.com/mfakit/mfakit/storage/storagetest"
+)
+
+// newStore migrates a store with a fresh table prefix on db and drops its
+// tables when the test ends.
+func newStore(t *testing.T, db *sql.DB, d sqlstore.Dialect) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.New(db, d, sqlstore.Options{TablePrefix: testdb.Unique("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, table := range s.Tables() {
+			db.Exec("DROP TABLE IF EXISTS " + table)
+		}
+	})
+	return s
+}
+
+var backends = []struct {
+	name    string
+	dialect sqlstore.Dialect
+	open    func(testing.TB) *sql.DB
+}{
+	{"SQLite", sqlstore.SQLite, testdb.SQLite},
+	{"Postgres", sqlstore.Postgres, testdb.Postgres},
+	{"MySQL", sqlstore.MySQL, testdb.MySQL},
+}
+
+func TestConformance(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db := b.open(t)
+			storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t, db, b.dialect) })
+		})
+	}
+}
