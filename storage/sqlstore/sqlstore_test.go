@@ -48,3 +48,14 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+func TestClosedConnection(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db := b.open(t)
+			s := newStore(t, db, b.dialect)
+			db.Close()
+			storagetest.Unavailable(t, s)
+		})
+	}
+}

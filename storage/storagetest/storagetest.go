@@ -437,6 +437,27 @@ func testCancelled(t *testing.T, newStore NewStore) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	const u = "cancelled"
+	expectAllFail(t, ctx, s, u, "with a cancelled context")
+	// Nothing was written.
+	bg := context.Background()
+	if _, err := s.Enrollment(bg, u, storage.Authenticator); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a cancelled BeginEnrollment left a record: %v", err)
+	}
+	if a, err := s.Attempts(bg, u, storage.Authenticator); err != nil || a.Failures != 0 {
+		t.Fatalf("a cancelled RecordFailure counted: %+v %v", a, err)
+	}
+}
+
+// Unavailable checks a store whose connection the caller has closed (or
+// whose server is gone): every method must return an error, never panic
+// and never report success.
+func Unavailable(t *testing.T, s storage.Store) {
+	t.Helper()
+	expectAllFail(t, context.Background(), s, "unavailable", "on a closed connection")
+}
+
+func expectAllFail(t *testing.T, ctx context.Context, s storage.Store, u, how string) {
+	t.Helper()
 	calls := map[string]func() error{
 		"Enrollments":       func() error { _, err := s.Enrollments(ctx, u); return err },
 		"Enrollment":        func() error { _, err := s.Enrollment(ctx, u, storage.Authenticator); return err },
@@ -458,18 +479,20 @@ func testCancelled(t *testing.T, newStore NewStore) {
 			return err
 		},
 	}
+	if c, ok := s.(storage.Cleaner); ok {
+		calls["DeleteExpired"] = func() error { _, err := c.DeleteExpired(ctx, base); return err }
+	}
 	for name, call := range calls {
-		if err := call(); err == nil {
-			t.Errorf("%s with a cancelled context returned nil", name)
+		err := call()
+		if err == nil {
+			t.Errorf("%s %s returned nil", name, how)
 		}
-	}
-	// Nothing was written.
-	bg := context.Background()
-	if _, err := s.Enrollment(bg, u, storage.Authenticator); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("a cancelled BeginEnrollment left a record: %v", err)
-	}
-	if a, err := s.Attempts(bg, u, storage.Authenticator); err != nil || a.Failures != 0 {
-		t.Fatalf("a cancelled RecordFailure counted: %+v %v", a, err)
+		for _, sentinel := range []error{storage.ErrNotFound, storage.ErrAlreadyVerified, storage.ErrStepReused,
+			storage.ErrExpired, storage.ErrCodeMismatch} {
+			if errors.Is(err, sentinel) {
+				t.Errorf("%s %s returned %v, an answer about data it cannot have read", name, how, err)
+			}
+		}
 	}
 }
 
