@@ -525,3 +525,7 @@ func TestClientIP(t *testing.T) {
 		t.Fatalf("untrusted peer: ClientIP = %s", got)
 	}
 }
+
+type jsonRaw = json.RawMessage
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

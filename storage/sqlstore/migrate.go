@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"hash/fnv"
+	"strings"
+	"time"
 )
 
 // migration is one schema version: statements run in order.
@@ -70,6 +72,22 @@ var SchemaVersion = len(migrations)
 // (an advisory lock on Postgres, GET_LOCK on MySQL, an immediate
 // transaction on SQLite) and each version is applied once.
 func (s *Store) Migrate(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := s.migrateOnce(ctx)
+		// SQLite refuses a new connection outright (no busy wait) while
+		// another one switches a fresh file to WAL: try again shortly.
+		if s.dialect != SQLite || err == nil || attempt == 50 || !strings.Contains(err.Error(), "database is locked") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(10+attempt*10) * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) migrateOnce(ctx context.Context) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)

@@ -1,0 +1,216 @@
+package httpx_test
+
+import (
+	"context"
+	"database/sql"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mfakit/mfakit/httpx"
+	"github.com/mfakit/mfakit/internal/testdb"
+	"github.com/mfakit/mfakit/mailer/mailertest"
+	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/storage"
+	"github.com/mfakit/mfakit/storage/redisstore"
+	"github.com/mfakit/mfakit/storage/sqlstore"
+)
+
+// instancePair makes two independent kit instances (own pool or client,
+// own Service, own HTTP server) on one shared database.
+type instancePair func(t *testing.T) (a, b storage.Store)
+
+func sqlPair(open func(testing.TB) *sql.DB, d sqlstore.Dialect) instancePair {
+	return func(t *testing.T) (storage.Store, storage.Store) {
+		prefix := testdb.Unique("mi")
+		dbA, dbB := open(t), open(t)
+		stores := make([]*sqlstore.Store, 2)
+		// Both instances migrate at once, as two pods starting together would.
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, db := range []*sql.DB{dbA, dbB} {
+			s, err := sqlstore.New(db, d, sqlstore.Options{TablePrefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stores[i] = s
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = s.Migrate(context.Background()) }()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() {
+			for _, table := range stores[0].Tables() {
+				dbA.Exec("DROP TABLE IF EXISTS " + table)
+			}
+		})
+		return stores[0], stores[1]
+	}
+}
+
+func sqlitePair(t *testing.T) (storage.Store, storage.Store) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	open := func(tb testing.TB) *sql.DB {
+		db, err := sql.Open("sqlite", testdb.SQLiteDSN(path))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { db.Close() })
+		return db
+	}
+	return sqlPair(open, sqlstore.SQLite)(t)
+}
+
+func redisPair(t *testing.T) (storage.Store, storage.Store) {
+	prefix := testdb.Unique("mfakit-mi:")
+	var out [2]storage.Store
+	for i := range out {
+		s, err := redisstore.New(testdb.Redis(t), redisstore.Options{KeyPrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = s
+	}
+	t.Cleanup(func() {
+		rdb := testdb.Redis(t)
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	})
+	return out[0], out[1]
+}
+
+var pairs = []struct {
+	name string
+	pair instancePair
+}{
+	{"Postgres", sqlPair(testdb.Postgres, sqlstore.Postgres)},
+	{"Redis", redisPair},
+	{"MySQL", sqlPair(testdb.MySQL, sqlstore.MySQL)},
+	{"SQLite", sqlitePair},
+}
+
+// TestTwoInstances shows that S3 (a code is accepted once) and S8 (failures
+// lock the factor) hold across two app instances sharing one store, under
+// concurrent requests split between them.
+func TestTwoInstances(t *testing.T) {
+	for _, p := range pairs {
+		t.Run(p.name, func(t *testing.T) {
+			storeA, storeB := p.pair(t)
+			keys := mfa.NewRandomKeyring() // the instances share their keys, as a deployment would
+			var envs [2]*env
+			for i, st := range []storage.Store{storeA, storeB} {
+				svc, err := mfa.New(st, &mailertest.Recorder{}, keys, mfa.Config{Issuer: "Acme"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := httptest.NewServer(httpx.New(svc, authz{users: testUsers}, httpx.Config{}).Handler())
+				t.Cleanup(srv.Close)
+				envs[i] = &env{t: t, srv: srv, svc: svc, store: st, now: time.Now()}
+			}
+			a, b := envs[0], envs[1]
+			realCode := func(uri string, offset int64) string {
+				secret, params, err := mfa.ParseKeyURI(uri)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return params.Code(secret, params.Step(time.Now())+offset)
+			}
+			// concurrently sends n requests, alternating instances, and counts statuses.
+			concurrently := func(n int, req request) map[int]int {
+				var mu sync.Mutex
+				var wg sync.WaitGroup
+				counts := map[int]int{}
+				for i := range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						r := envs[i%2].do(req)
+						mu.Lock()
+						counts[r.status]++
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+				return counts
+			}
+
+			// Enroll on A; 40 concurrent verifications of one code on A and B: one wins.
+			r := a.do(request{method: "PUT", path: qrPath, token: "alice-token", accept: "application/json"})
+			expect(t, r, 200, "")
+			uri := jsonField(t, r.body, "otpauthUrl")
+			code := realCode(uri, 0)
+			counts := concurrently(40, request{method: "PUT", path: verifyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", code)})
+			if counts[200] != 1 {
+				t.Fatalf("S3: %d of 40 concurrent verifications succeeded across instances, want 1: %v", counts[200], counts)
+			}
+			// The status is the same on both instances.
+			for _, e := range envs {
+				r := e.do(request{method: "GET", path: detailsPath, token: "alice-token"})
+				if got := jsonField(t, r.body, "details"); got != `{"AUTHENTICATOR":{"verified":true}}` {
+					t.Fatalf("details = %s", got)
+				}
+			}
+
+			// Losers that raced past the status read were replays, which count
+			// as failures (S8) and may have locked alice: use another user for
+			// 40 concurrent resets with one code. Exactly one is accepted.
+			r = b.do(request{method: "PUT", path: qrPath, token: "admin-token", accept: "application/json"})
+			adminURI := jsonField(t, r.body, "otpauthUrl")
+			expect(t, a.do(request{method: "PUT", path: verifyPath, token: "admin-token", body: verifyBody("AUTHENTICATOR", realCode(adminURI, 0))}), 200, "")
+			next := realCode(adminURI, 1)
+			counts = concurrently(40, request{method: "POST", path: resetMyPath, token: "admin-token", body: verifyBody("AUTHENTICATOR", next)})
+			if counts[200] != 1 {
+				t.Fatalf("S3: %d of 40 concurrent resets with one code succeeded, want 1: %v", counts[200], counts)
+			}
+
+			// S8: bob's wrong codes, split between instances, lock him on both.
+			r = b.do(request{method: "PUT", path: qrPath, token: "bob-token", accept: "application/json"})
+			bobURI := jsonField(t, r.body, "otpauthUrl")
+			expect(t, a.do(request{method: "PUT", path: verifyPath, token: "bob-token", body: verifyBody("AUTHENTICATOR", realCode(bobURI, 0))}), 200, "")
+			wrong := "000000"
+			for off := int64(-1); off <= 2; off++ {
+				if realCode(bobURI, off) == wrong {
+					wrong = "999999"
+				}
+			}
+			counts = concurrently(20, request{method: "POST", path: resetMyPath, token: "bob-token", body: verifyBody("AUTHENTICATOR", wrong)})
+			if counts[400] > 4 || counts[400]+counts[429] != 20 {
+				t.Fatalf("S8: 20 concurrent wrong codes gave %v, want at most 4 plain failures before the lock", counts)
+			}
+			for _, e := range envs {
+				expect(t, e.do(request{method: "POST", path: resetMyPath, token: "bob-token", body: verifyBody("AUTHENTICATOR", realCode(bobURI, 1))}), 429, "locked")
+			}
+			att, err := storeB.Attempts(context.Background(), "bob@example.com", mfa.Authenticator)
+			if err != nil || att.Failures < 5 {
+				t.Fatalf("shared failure count = %+v, %v", att, err)
+			}
+		})
+	}
+}
+
+func jsonField(t *testing.T, body []byte, field string) string {
+	t.Helper()
+	var m map[string]jsonRaw
+	if err := jsonUnmarshal(body, &m); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	v, ok := m[field]
+	if !ok {
+		t.Fatalf("no %q in %s", field, body)
+	}
+	var s string
+	if jsonUnmarshal(v, &s) == nil {
+		return s
+	}
+	return string(v)
+}
+
