@@ -213,4 +213,3 @@ func jsonField(t *testing.T, body []byte, field string) string {
 	}
 	return string(v)
 }
-
