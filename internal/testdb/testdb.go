@@ -6,6 +6,8 @@ package testdb
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -14,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite"
@@ -64,8 +66,62 @@ func open(t testing.TB, driver, dsn string) *sql.DB {
 // Postgres opens a new pool on the server of MFAKIT_POSTGRES_DSN.
 func Postgres(t testing.TB) *sql.DB { return open(t, "pgx", dsn(t, PostgresEnv)) }
 
+// PostgresKillable opens a pool whose connections carry a unique
+// application_name, and returns it with a function that terminates every
+// server backend of that pool, as a crashing network or a failover would.
+func PostgresKillable(t testing.TB) (*sql.DB, func() error) {
+	d := dsn(t, PostgresEnv)
+	app := Unique("mfakit_kill_")
+	sep := "?"
+	if strings.Contains(d, "?") {
+		sep = "&"
+	}
+	db := open(t, "pgx", d+sep+"application_name="+app)
+	admin := Postgres(t)
+	return db, func() error {
+		_, err := admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app)
+		return err
+	}
+}
+
 // MySQL opens a new pool on the server of MFAKIT_MYSQL_DSN.
 func MySQL(t testing.TB) *sql.DB { return open(t, "mysql", dsn(t, MySQLEnv)) }
+
+// MySQLKillable opens a pool on a fresh database of its own (dropped at
+// the end), and returns it with a function that kills every connection
+// using that database.
+func MySQLKillable(t testing.TB) (*sql.DB, func() error) {
+	cfg, err := mysql.ParseDSN(dsn(t, MySQLEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := MySQL(t)
+	name := strings.TrimSuffix(Unique("mfakit_kill_"), "_")
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + name) })
+	cfg.DBName = name
+	db := open(t, "mysql", cfg.FormatDSN())
+	return db, func() error {
+		rows, err := admin.Query("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", name)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if rows.Scan(&id) == nil {
+				ids = append(ids, id)
+			}
+		}
+		rows.Close()
+		for _, id := range ids {
+			admin.Exec(fmt.Sprintf("KILL %d", id))
+		}
+		return nil
+	}
+}
 
 // SQLiteDSN is the modernc.org/sqlite DSN for a file, with the busy timeout
 // and immediate write transactions sqlstore needs under concurrency.
@@ -79,9 +135,42 @@ func SQLite(t testing.TB) *sql.DB {
 }
 
 // Redis opens a new client on the server of MFAKIT_REDIS_ADDR.
-func Redis(t testing.TB) redis.UniversalClient {
+func Redis(t testing.TB) redis.UniversalClient { return redisClient(t, "") }
+
+// RedisKillable opens a client whose connections carry a unique name, and
+// returns it with a function that kills all of them on the server.
+func RedisKillable(t testing.TB) (redis.UniversalClient, func() error) {
+	name := Unique("mfakit-kill-")
+	c := redisClient(t, name)
+	admin := Redis(t)
+	return c, func() error {
+		ctx := context.Background()
+		list, err := admin.ClientList(ctx).Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(list, "\n") {
+			var id string
+			mine := false
+			for _, field := range strings.Fields(line) {
+				if v, ok := strings.CutPrefix(field, "id="); ok {
+					id = v
+				}
+				if field == "name="+name {
+					mine = true
+				}
+			}
+			if mine && id != "" {
+				admin.Do(ctx, "CLIENT", "KILL", "ID", id)
+			}
+		}
+		return nil
+	}
+}
+
+func redisClient(t testing.TB, name string) redis.UniversalClient {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: dsn(t, RedisEnv)})
+	c := redis.NewClient(&redis.Options{Addr: dsn(t, RedisEnv), ClientName: name})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {

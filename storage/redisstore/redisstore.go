@@ -14,6 +14,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -187,31 +188,42 @@ func (s *Store) BeginEnrollment(ctx context.Context, e storage.Enrollment) error
 	return outcome("begin enrollment", res, err)
 }
 
+// The scripts that change state take a request id (ARGV rq) and remember
+// the last one they applied: go-redis resends a command whose connection
+// broke before the reply came, and the resend must answer like the
+// original instead of applying twice (a step "reused" by its own request,
+// a failure counted twice).
+
 var confirmScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'id', 'v', 'x')
+local h = redis.call('HMGET', KEYS[1], 'id', 'v', 'x', 'rq')
 if not h[1] or h[1] ~= ARGV[1] then return 'NOTFOUND' end
-if h[2] == '1' then return 'VERIFIED' end
+if h[2] == '1' then
+  if h[4] == ARGV[4] then return 'OK' end
+  return 'VERIFIED'
+end
 if tonumber(h[3]) <= tonumber(ARGV[3]) then return 'EXPIRED' end
-redis.call('HSET', KEYS[1], 'v', '1', 'va', ARGV[3], 'x', '0', 'l', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', '1', 'va', ARGV[3], 'x', '0', 'l', ARGV[2], 'rq', ARGV[4])
 redis.call('PERSIST', KEYS[1])
 return 'OK'`)
 
 // ConfirmEnrollment implements storage.EnrollmentStore in one script.
 func (s *Store) ConfirmEnrollment(ctx context.Context, user string, factor storage.Factor, id string, step int64, now time.Time) error {
-	res, err := confirmScript.Run(ctx, s.rdb, []string{s.enrollmentKey(user, factor)}, id, step, micros(now)).Result()
+	res, err := confirmScript.Run(ctx, s.rdb, []string{s.enrollmentKey(user, factor)}, id, step, micros(now),
+		rand.Text()).Result()
 	return outcome("confirm enrollment", res, err)
 }
 
 var acceptScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'v', 'l')
+local h = redis.call('HMGET', KEYS[1], 'v', 'l', 'rq')
 if h[1] ~= '1' then return 'NOTFOUND' end
+if h[3] == ARGV[2] then return 'OK' end
 if tonumber(h[2]) >= tonumber(ARGV[1]) then return 'REUSED' end
-redis.call('HSET', KEYS[1], 'l', ARGV[1])
+redis.call('HSET', KEYS[1], 'l', ARGV[1], 'rq', ARGV[2])
 return 'OK'`)
 
 // AcceptStep implements storage.EnrollmentStore in one script.
 func (s *Store) AcceptStep(ctx context.Context, user string, factor storage.Factor, step int64) error {
-	res, err := acceptScript.Run(ctx, s.rdb, []string{s.enrollmentKey(user, factor)}, step).Result()
+	res, err := acceptScript.Run(ctx, s.rdb, []string{s.enrollmentKey(user, factor)}, step, rand.Text()).Result()
 	return outcome("accept step", res, err)
 }
 
@@ -240,17 +252,25 @@ func (s *Store) PutCode(ctx context.Context, c storage.Code) error {
 	return nil
 }
 
+// consumeScript leaves a short-lived tombstone naming the request that
+// used the code, so a resent request is answered OK once more.
 var consumeScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'h', 'x')
+local h = redis.call('HMGET', KEYS[1], 'h', 'x', 'used')
+if h[3] then
+  if h[3] == ARGV[3] then return 'OK' end
+  return 'NOTFOUND'
+end
 if not h[1] then return 'NOTFOUND' end
 if tonumber(h[2]) <= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) return 'EXPIRED' end
 if h[1] ~= ARGV[1] then return 'MISMATCH' end
 redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'used', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], 60000)
 return 'OK'`)
 
 // ConsumeCode implements storage.CodeStore in one script.
 func (s *Store) ConsumeCode(ctx context.Context, user, purpose string, hash []byte, now time.Time) error {
-	res, err := consumeScript.Run(ctx, s.rdb, []string{s.codeKey(user, purpose)}, hash, micros(now)).Result()
+	res, err := consumeScript.Run(ctx, s.rdb, []string{s.codeKey(user, purpose)}, hash, micros(now), rand.Text()).Result()
 	return outcome("consume code", res, err)
 }
 
@@ -279,9 +299,14 @@ func (s *Store) Attempts(ctx context.Context, user string, factor storage.Factor
 	return a, nil
 }
 
-// RecordFailure implements storage.AttemptStore with HINCRBY.
+// recordScript counts a failure once per request id (KEYS[2] marks it).
+var recordScript = redis.NewScript(`
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', 60000) then return redis.call('HINCRBY', KEYS[1], 'f', 1) end
+return tonumber(redis.call('HGET', KEYS[1], 'f') or '0')`)
+
+// RecordFailure implements storage.AttemptStore in one script.
 func (s *Store) RecordFailure(ctx context.Context, user string, factor storage.Factor) (int, error) {
-	n, err := s.rdb.HIncrBy(ctx, s.attemptsKey(user, factor), "f", 1).Result()
+	n, err := recordScript.Run(ctx, s.rdb, []string{s.attemptsKey(user, factor), s.userKey(user, "r", rand.Text())}).Int64()
 	if err != nil {
 		return 0, wrap("record failure", err)
 	}

@@ -78,12 +78,16 @@ func TestTTLs(t *testing.T) {
 			rdb.Del(ctx, k)
 		}
 	})
-	if len(ttls) != 3 {
+	if len(ttls) != 4 {
 		t.Fatalf("keys = %v", ttls)
 	}
 	for k, ttl := range ttls {
 		isAttempts := strings.Contains(k, "}:a:")
 		switch {
+		case strings.Contains(k, "}:r:"): // a failure's request id, kept to answer resends
+			if ttl <= 0 || ttl > time.Minute {
+				t.Errorf("%s: TTL %v, want at most a minute", k, ttl)
+			}
 		case isAttempts && ttl != -1:
 			t.Errorf("%s: failure count expires (%v)", k, ttl)
 		case !isAttempts && (ttl < 69*time.Minute || ttl > 70*time.Minute):
@@ -99,4 +103,15 @@ func TestTTLs(t *testing.T) {
 			t.Errorf("verified enrollment expires (%v)", ttl)
 		}
 	}
+}
+
+// TestKilledConnections kills the client's connections on the server again
+// and again during concurrent writes (durability, issue #3).
+func TestKilledConnections(t *testing.T) {
+	rdb, kill := testdb.RedisKillable(t)
+	s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: testdb.Unique("mfakit-test:")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Disrupted(t, s, kill)
 }

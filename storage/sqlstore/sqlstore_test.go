@@ -59,3 +59,23 @@ func TestClosedConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestKilledConnections kills the server side of the store's connections
+// again and again during concurrent writes: the store reports errors, never
+// a false success, and stays consistent (durability, issue #3).
+func TestKilledConnections(t *testing.T) {
+	for _, b := range []struct {
+		name     string
+		dialect  sqlstore.Dialect
+		killable func(testing.TB) (*sql.DB, func() error)
+	}{
+		{"Postgres", sqlstore.Postgres, testdb.PostgresKillable},
+		{"MySQL", sqlstore.MySQL, testdb.MySQLKillable},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			db, kill := b.killable(t)
+			s := newStore(t, db, b.dialect)
+			storagetest.Disrupted(t, s, kill)
+		})
+	}
+}

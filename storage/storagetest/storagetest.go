@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Cancelled", func(t *testing.T) { testCancelled(t, newStore) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore) })
 	t.Run("Cleaner", func(t *testing.T) { testCleaner(t, newStore) })
+	t.Run("Interrupted", func(t *testing.T) { testInterrupted(t, newStore) })
 }
 
 func testCleaner(t *testing.T, newStore NewStore) {
