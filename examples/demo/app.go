@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"time"
 	"strings"
 
 	"github.com/mfakit/mfakit/httpx"
@@ -13,6 +20,10 @@ import (
 	"github.com/mfakit/mfakit/mfa"
 	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
+	"github.com/mfakit/mfakit/storage/sqlstore"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
 )
 
 // app is the demo server: the kit, the identity system and the token
@@ -22,6 +33,7 @@ type app struct {
 	svc         *mfa.Service
 	api         *httpx.Handlers
 	storageName string
+	cleaner     storage.Cleaner
 	closers     []io.Closer
 }
 
@@ -35,8 +47,9 @@ func newApp(o options, out io.Writer) (*app, error) {
 		return nil, err
 	}
 	a := &app{id: newIdentity(users, clients)}
-	store, keys, err := a.openStore(o.db)
+	store, keys, err := a.openStore(context.Background(), o.db, o.keyFile)
 	if err != nil {
+		a.Close()
 		return nil, err
 	}
 	a.svc, err = mfa.New(store, &mailer.Writer{W: out}, keys, mfa.Config{Issuer: "mfakit demo"})
@@ -48,13 +61,99 @@ func newApp(o options, out io.Writer) (*app, error) {
 	return a, nil
 }
 
-// openStore picks the storage named by -db.
-func (a *app) openStore(db string) (storage.Store, *mfa.Keyring, error) {
+// openStore picks the storage named by -db: empty = memory (with a random
+// key), postgres://... = PostgreSQL, anything else = a SQLite file. Durable
+// stores need a durable key: it is read from keyFile, or created there.
+func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store, *mfa.Keyring, error) {
 	if db == "" {
 		a.storageName = "memory"
 		return memstore.New(), mfa.NewRandomKeyring(), nil
 	}
-	return nil, nil, fmt.Errorf("-db %q: only in-memory storage (empty -db) is available", db)
+	var sqlDB *sql.DB
+	var dialect sqlstore.Dialect
+	var err error
+	switch {
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		a.storageName, dialect = "postgres", sqlstore.Postgres
+		sqlDB, err = sql.Open("pgx", db)
+		if keyFile == "" {
+			keyFile = "mfakit-demo.key"
+		}
+	default:
+		a.storageName, dialect = "sqlite:"+db, sqlstore.SQLite
+		sqlDB, err = sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+		if keyFile == "" {
+			keyFile = db + ".key"
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	a.closers = append(a.closers, sqlDB)
+	store, err := sqlstore.New(sqlDB, dialect, sqlstore.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := store.Migrate(ctx); err != nil {
+		return nil, nil, fmt.Errorf("-db %s: %w", a.storageName, err)
+	}
+	keys, err := loadOrCreateKey(keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.cleaner = store
+	return store, keys, nil
+}
+
+// loadOrCreateKey reads a hex AES-256 key from path, creating the file
+// (mode 0600) with a fresh random key if it does not exist.
+func loadOrCreateKey(path string) (*mfa.Keyring, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key := make([]byte, mfa.KeySize)
+		rand.Read(key)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("creating key file: %w", err)
+		}
+		if _, err := fmt.Fprintln(f, hex.EncodeToString(key)); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		return mfa.NewKeyring("demo", map[string][]byte{"demo": key})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading key file: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) != mfa.KeySize {
+		return nil, fmt.Errorf("key file %s: want %d bytes as hex", path, mfa.KeySize)
+	}
+	return mfa.NewKeyring("demo", map[string][]byte{"demo": key})
+}
+
+// cleanup removes expired records every interval until ctx is done.
+func (a *app) cleanup(ctx context.Context, interval time.Duration) {
+	if a.cleaner == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n, err := a.cleaner.DeleteExpired(ctx, now); err != nil {
+				slog.Error("cleanup failed", "err", err)
+			} else if n > 0 {
+				slog.Info("cleanup", "removed", n)
+			}
+		}
+	}
 }
 
 // Close releases the storage.

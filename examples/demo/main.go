@@ -29,7 +29,7 @@ const (
 
 // options is the demo's command line.
 type options struct {
-	addr, users, clients, db string
+	addr, users, clients, db, keyFile string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -39,7 +39,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&o.users, "users", defaultUsers, "demo users name:password:ROLE[|ROLE],...")
 	fs.StringVar(&o.clients, "clients", defaultClients, "demo OAuth clients id:secret,...")
-	fs.StringVar(&o.db, "db", "", "storage: empty = in memory")
+	fs.StringVar(&o.db, "db", "mfakit-demo.db", "storage: empty = in memory; postgres://... = PostgreSQL; else a SQLite file")
+	fs.StringVar(&o.keyFile, "key-file", "", "file holding the hex AES-256 key that seals secrets (created if missing; default: the SQLite path + .key, or mfakit-demo.key)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -75,6 +76,7 @@ func run(o options, out io.Writer) error {
 	srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go app.cleanup(ctx, time.Hour)
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -34,10 +36,14 @@ type demo struct {
 	t   *testing.T
 	srv *httptest.Server
 	out *syncBuffer
+	app *app
 }
 
+// startDemo starts the demo on a SQLite file in a temporary directory
+// (later args override that).
 func startDemo(t *testing.T, args ...string) *demo {
 	t.Helper()
+	args = append([]string{"-db", filepath.Join(t.TempDir(), "demo.db")}, args...)
 	o, err := parseFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -47,10 +53,15 @@ func startDemo(t *testing.T, args ...string) *demo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Close() })
 	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
-	return &demo{t: t, srv: srv, out: out}
+	d := &demo{t: t, srv: srv, out: out, app: a}
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *demo) stop() {
+	d.srv.Close()
+	d.app.Close()
 }
 
 func (d *demo) call(method, path, token, body string, header ...string) (int, []byte) {
@@ -146,6 +157,71 @@ func TestDemoJourney(t *testing.T) {
 	_, body = d.call("GET", "/oauth/users/mfaDetails", alice, "")
 	if strings.Contains(string(body), "AUTHENTICATOR\":{") {
 		t.Fatalf("after admin reset: %s", body)
+	}
+}
+
+// A restarted demo on the same SQLite file and key still knows alice's
+// verified authenticator, and her app's codes still work (issue #3).
+func TestDemoSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "demo.db")
+	d := startDemo(t, "-db", db)
+	alice := d.login("alice@example.com", "alice-password")
+	_, body := d.call("PUT", "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", alice, "", "Accept", "application/json")
+	var qr struct{ OtpauthURL string }
+	json.Unmarshal(body, &qr)
+	secret, p, _ := mfa.ParseKeyURI(qr.OtpauthURL)
+	step := p.Step(time.Now())
+	if status, body := d.call("PUT", "/users/mfa/verifyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, p.Code(secret, step))); status != 200 {
+		t.Fatalf("verify: %d %s", status, body)
+	}
+	d.stop()
+	if _, err := os.Stat(db + ".key"); err != nil {
+		t.Fatalf("no key file beside the database: %v", err)
+	}
+
+	d2 := startDemo(t, "-db", db)
+	alice = d2.login("alice@example.com", "alice-password")
+	_, body = d2.call("GET", "/oauth/users/mfaDetails", alice, "")
+	if !strings.Contains(string(body), `"AUTHENTICATOR":{"verified":true}`) {
+		t.Fatalf("after restart: %s", body)
+	}
+	// The step used before the restart stays used; the next one proves the
+	// sealed secret still opens.
+	if status, _ := d2.call("POST", "/users/mfa/resetMyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, p.Code(secret, step))); status != 400 {
+		t.Fatalf("replay after restart: %d", status)
+	}
+	if status, body := d2.call("POST", "/users/mfa/resetMyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, p.Code(secret, step+1))); status != 200 {
+		t.Fatalf("reset with the next code after restart: %d %s", status, body)
+	}
+}
+
+func TestDemoInMemoryAndPostgres(t *testing.T) {
+	d := startDemo(t, "-db", "")
+	if d.app.storageName != "memory" {
+		t.Fatalf("storage = %s", d.app.storageName)
+	}
+	d.login("alice@example.com", "alice-password")
+	dsn := os.Getenv("MFAKIT_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("MFAKIT_POSTGRES_DSN is not set: skipping the PostgreSQL demo")
+	}
+	pg := startDemo(t, "-db", dsn, "-key-file", filepath.Join(t.TempDir(), "k"))
+	if pg.app.storageName != "postgres" {
+		t.Fatalf("storage = %s", pg.app.storageName)
+	}
+	tok := pg.login("alice@example.com", "alice-password")
+	if status, body := pg.call("GET", "/oauth/users/mfaDetails", tok, ""); status != 200 {
+		t.Fatalf("details on postgres: %d %s", status, body)
+	}
+}
+
+func TestDemoBadKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bad.key"), []byte("not hex"), 0o600)
+	o, _ := parseFlags([]string{"-db", filepath.Join(dir, "x.db"), "-key-file", filepath.Join(dir, "bad.key")}, io.Discard)
+	if _, err := newApp(o, io.Discard); err == nil || !strings.Contains(err.Error(), "key file") {
+		t.Fatalf("bad key file: %v", err)
 	}
 }
 

@@ -6,13 +6,13 @@ package testdb
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 

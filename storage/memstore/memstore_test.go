@@ -9,5 +9,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(*testing.T) storage.Store { return memstore.New() })
+	storagetest.Run(t, func(testing.TB) storage.Store { return memstore.New() })
+}
+
+func BenchmarkStore(b *testing.B) {
+	storagetest.Benchmark(b, func(testing.TB) storage.Store { return memstore.New() })
 }

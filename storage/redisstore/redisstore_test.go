@@ -14,7 +14,7 @@ import (
 
 // newStore returns a store with a fresh key prefix and deletes its keys
 // when the test ends.
-func newStore(t *testing.T) *redisstore.Store {
+func newStore(t testing.TB) *redisstore.Store {
 	t.Helper()
 	rdb := testdb.Redis(t)
 	prefix := testdb.Unique("mfakit-test:")
@@ -33,7 +33,7 @@ func newStore(t *testing.T) *redisstore.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t) })
+	storagetest.Run(t, func(t testing.TB) storage.Store { return newStore(t) })
 }
 
 func TestClosedConnection(t *testing.T) {
@@ -114,4 +114,8 @@ func TestKilledConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	storagetest.Disrupted(t, s, kill)
+}
+
+func BenchmarkStore(b *testing.B) {
+	storagetest.Benchmark(b, func(t testing.TB) storage.Store { return newStore(t) })
 }

@@ -13,7 +13,7 @@ import (
 
 // newStore migrates a store with a fresh table prefix on db and drops its
 // tables when the test ends.
-func newStore(t *testing.T, db *sql.DB, d sqlstore.Dialect) *sqlstore.Store {
+func newStore(t testing.TB, db *sql.DB, d sqlstore.Dialect) *sqlstore.Store {
 	t.Helper()
 	s, err := sqlstore.New(db, d, sqlstore.Options{TablePrefix: testdb.Unique("t")})
 	if err != nil {
@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			db := b.open(t)
-			storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t, db, b.dialect) })
+			storagetest.Run(t, func(t testing.TB) storage.Store { return newStore(t, db, b.dialect) })
 		})
 	}
 }
@@ -76,6 +76,15 @@ func TestKilledConnections(t *testing.T) {
 			db, kill := b.killable(t)
 			s := newStore(t, db, b.dialect)
 			storagetest.Disrupted(t, s, kill)
+		})
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			db := be.open(b)
+			storagetest.Benchmark(b, func(t testing.TB) storage.Store { return newStore(t, db, be.dialect) })
 		})
 	}
 }

@@ -3,7 +3,7 @@
 // empty store:
 //
 //	func TestConformance(t *testing.T) {
-//		storagetest.Run(t, func(t *testing.T) storage.Store { return memstore.New() })
+//		storagetest.Run(t, func(t testing.TB) storage.Store { return memstore.New() })
 //	}
 //
 // The suite pins each contract written on the storage interfaces, including
@@ -26,7 +26,7 @@ import (
 
 // NewStore returns an empty store for one test. It may register cleanup
 // with t.Cleanup.
-type NewStore func(t *testing.T) storage.Store
+type NewStore func(t testing.TB) storage.Store
 
 // base is the suite's "now": the wall clock at start-up, at millisecond
 // precision, which every backend keeps exactly. It is near the real time so
