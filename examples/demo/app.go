@@ -12,8 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"time"
 	"strings"
+	"time"
 
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mailer"
