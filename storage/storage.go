@@ -211,6 +211,26 @@ type Store interface {
 	AttemptStore
 }
 
+// RecoveryStore keeps each user's recovery codes as a set of keyed hashes.
+// It is optional: a Store that lacks it serves everything but recovery
+// codes. All backends of this module implement it.
+type RecoveryStore interface {
+	// ReplaceRecoveryCodes makes hashes the user's whole set, dropping any
+	// earlier set (S12: regenerating invalidates the old codes). Atomic:
+	// a concurrent UseRecoveryCode sees the old set or the new, never a mix.
+	// An empty hashes removes the set.
+	ReplaceRecoveryCodes(ctx context.Context, user string, hashes [][]byte) error
+
+	// UseRecoveryCode removes hash from the user's set and returns nil if it
+	// was there, or ErrNotFound. Atomic: of concurrent calls with one hash
+	// exactly one returns nil.
+	UseRecoveryCode(ctx context.Context, user string, hash []byte) error
+
+	// RecoveryCodesLeft returns how many codes remain in the user's set
+	// (0 when there is none).
+	RecoveryCodesLeft(ctx context.Context, user string) (int, error)
+}
+
 // Cleaner is implemented by Stores whose expired records stay until removed.
 // Hosts call DeleteExpired on a schedule (say, hourly).
 type Cleaner interface {

@@ -31,6 +31,7 @@ type shard struct {
 	codes       map[codeKey]storage.Code
 	attempts    map[factorKey]storage.Attempts
 	sends       map[string]storage.SendState
+	recovery    map[string]map[string]struct{}
 }
 
 // Store is an in-memory storage.Store. The zero value is not usable; call New.
@@ -41,7 +42,8 @@ type Store struct {
 
 var (
 	_ storage.Store   = (*Store)(nil)
-	_ storage.Cleaner = (*Store)(nil)
+	_ storage.Cleaner       = (*Store)(nil)
+	_ storage.RecoveryStore = (*Store)(nil)
 )
 
 // New returns an empty Store. State is split into shards by user so that
@@ -54,6 +56,7 @@ func New() *Store {
 			codes:       map[codeKey]storage.Code{},
 			attempts:    map[factorKey]storage.Attempts{},
 			sends:       map[string]storage.SendState{},
+			recovery:    map[string]map[string]struct{}{},
 		}
 	}
 	return s
@@ -322,4 +325,48 @@ func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time) (int64, err
 		sh.mu.Unlock()
 	}
 	return n, nil
+}
+
+// ReplaceRecoveryCodes implements storage.RecoveryStore.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, user string, hashes [][]byte) error {
+	sh, err := s.lock(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer sh.mu.Unlock()
+	if len(hashes) == 0 {
+		delete(sh.recovery, user)
+		return nil
+	}
+	set := make(map[string]struct{}, len(hashes))
+	for _, h := range hashes {
+		set[string(h)] = struct{}{}
+	}
+	sh.recovery[user] = set
+	return nil
+}
+
+// UseRecoveryCode implements storage.RecoveryStore.
+func (s *Store) UseRecoveryCode(ctx context.Context, user string, hash []byte) error {
+	sh, err := s.lock(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer sh.mu.Unlock()
+	set := sh.recovery[user]
+	if _, ok := set[string(hash)]; !ok {
+		return storage.ErrNotFound
+	}
+	delete(set, string(hash))
+	return nil
+}
+
+// RecoveryCodesLeft implements storage.RecoveryStore.
+func (s *Store) RecoveryCodesLeft(ctx context.Context, user string) (int, error) {
+	sh, err := s.lock(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	defer sh.mu.Unlock()
+	return len(sh.recovery[user]), nil
 }

@@ -46,7 +46,10 @@ type Store struct {
 	now    func() time.Time
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store         = (*Store)(nil)
+	_ storage.RecoveryStore = (*Store)(nil)
+)
 
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
@@ -355,4 +358,52 @@ func (s *Store) ReserveSend(ctx context.Context, key string, now time.Time, limi
 		return 0, wrap("reserve send", err)
 	}
 	return time.Duration(wait) * time.Microsecond, nil
+}
+
+func (s *Store) recoveryKey(user string) string { return s.userKey(user, "rc", "set") }
+
+// ReplaceRecoveryCodes implements storage.RecoveryStore in one MULTI
+// transaction (DEL then SADD).
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, user string, hashes [][]byte) error {
+	key := s.recoveryKey(user)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key)
+		if len(hashes) > 0 {
+			members := make([]any, len(hashes))
+			for i, h := range hashes {
+				members[i] = h
+			}
+			p.SAdd(ctx, key, members...)
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap("replace recovery codes", err)
+	}
+	return nil
+}
+
+// useRecoveryScript removes a code once per request id, so a resent
+// request is answered like the original.
+var useRecoveryScript = redis.NewScript(`
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('SET', KEYS[2], '1', 'PX', 60000)
+  return 'OK'
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'OK' end
+return 'NOTFOUND'`)
+
+// UseRecoveryCode implements storage.RecoveryStore in one script.
+func (s *Store) UseRecoveryCode(ctx context.Context, user string, hash []byte) error {
+	res, err := useRecoveryScript.Run(ctx, s.rdb, []string{s.recoveryKey(user), s.userKey(user, "r", rand.Text())}, hash).Result()
+	return outcome("use recovery code", res, err)
+}
+
+// RecoveryCodesLeft implements storage.RecoveryStore.
+func (s *Store) RecoveryCodesLeft(ctx context.Context, user string) (int, error) {
+	n, err := s.rdb.SCard(ctx, s.recoveryKey(user)).Result()
+	if err != nil {
+		return 0, wrap("recovery codes left", err)
+	}
+	return int(n), nil
 }

@@ -62,6 +62,21 @@ var migrations = []migration{
 		}
 		return stmts
 	},
+	func(s *Store) []string { // version 2: recovery codes
+		key, blob, _ := s.dialect.types()
+		hashType := blob
+		if s.dialect == MySQL {
+			hashType = "VARBINARY(64)"
+		}
+		engine := ""
+		if s.dialect == MySQL {
+			engine = " ENGINE=InnoDB"
+		}
+		return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	username %s NOT NULL,
+	hash %s NOT NULL,
+	PRIMARY KEY (username, hash))%s`, s.recovery, key, hashType, engine)}
+	},
 }
 
 // SchemaVersion is the schema version this package migrates to.

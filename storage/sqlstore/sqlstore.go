@@ -45,12 +45,13 @@ type Store struct {
 	prefix  string
 	now     func() time.Time
 
-	enrollments, codes, attempts, sends, versions string
+	enrollments, codes, attempts, sends, recovery, versions string
 }
 
 var (
 	_ storage.Store   = (*Store)(nil)
-	_ storage.Cleaner = (*Store)(nil)
+	_ storage.Cleaner       = (*Store)(nil)
+	_ storage.RecoveryStore = (*Store)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
@@ -76,12 +77,12 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 	p := opts.TablePrefix
 	return &Store{db: db, dialect: dialect, prefix: p, now: opts.Now,
 		enrollments: p + "enrollments", codes: p + "codes", attempts: p + "attempts",
-		sends: p + "sends", versions: p + "schema_versions"}, nil
+		sends: p + "sends", recovery: p + "recovery_codes", versions: p + "schema_versions"}, nil
 }
 
 // Tables lists the store's table names, for hosts that back up or drop them.
 func (s *Store) Tables() []string {
-	return []string{s.enrollments, s.codes, s.attempts, s.sends, s.versions}
+	return []string{s.enrollments, s.codes, s.attempts, s.sends, s.recovery, s.versions}
 }
 
 func (s *Store) q(query string) string { return s.dialect.rebind(query) }
@@ -404,4 +405,40 @@ func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time) (int64, err
 		total += n
 	}
 	return total, nil
+}
+
+// ReplaceRecoveryCodes implements storage.RecoveryStore in one transaction.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, user string, hashes [][]byte) error {
+	return s.inTx(ctx, "replace recovery codes", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q("DELETE FROM "+s.recovery+" WHERE username = ?"), user); err != nil {
+			return err
+		}
+		for _, h := range hashes {
+			if _, err := tx.ExecContext(ctx, s.q("INSERT INTO "+s.recovery+" (username, hash) VALUES (?, ?)"), user, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// UseRecoveryCode implements storage.RecoveryStore with one DELETE.
+func (s *Store) UseRecoveryCode(ctx context.Context, user string, hash []byte) error {
+	n, err := s.exec(ctx, "use recovery code", "DELETE FROM "+s.recovery+" WHERE username = ? AND hash = ?", user, hash)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+// RecoveryCodesLeft implements storage.RecoveryStore.
+func (s *Store) RecoveryCodesLeft(ctx context.Context, user string) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, s.q("SELECT COUNT(*) FROM "+s.recovery+" WHERE username = ?"), user).Scan(&n); err != nil {
+		return 0, wrap("recovery codes left", err)
+	}
+	return n, nil
 }

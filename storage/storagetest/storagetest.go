@@ -48,6 +48,49 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore) })
 	t.Run("Cleaner", func(t *testing.T) { testCleaner(t, newStore) })
 	t.Run("Interrupted", func(t *testing.T) { testInterrupted(t, newStore) })
+	t.Run("RecoveryCodes", func(t *testing.T) { testRecovery(t, newStore) })
+}
+
+func testRecovery(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	r, ok := s.(storage.RecoveryStore)
+	if !ok {
+		t.Skip("the store has no recovery codes (no storage.RecoveryStore)")
+	}
+	left := func(u string) int {
+		t.Helper()
+		n, err := r.RecoveryCodesLeft(ctx, u)
+		must(t, err)
+		return n
+	}
+	h := func(i byte) []byte { return bytes.Repeat([]byte{i}, 32) }
+	if left("u") != 0 {
+		t.Fatal("a fresh user has recovery codes")
+	}
+	wantErr(t, r.UseRecoveryCode(ctx, "u", h(1)), storage.ErrNotFound)
+	must(t, r.ReplaceRecoveryCodes(ctx, "u", [][]byte{h(1), h(2), h(3)}))
+	must(t, r.ReplaceRecoveryCodes(ctx, "other", [][]byte{h(1)}))
+	if left("u") != 3 {
+		t.Fatalf("left = %d, want 3", left("u"))
+	}
+	must(t, r.UseRecoveryCode(ctx, "u", h(2)))
+	wantErr(t, r.UseRecoveryCode(ctx, "u", h(2)), storage.ErrNotFound) // single use (S12)
+	if left("u") != 2 || left("other") != 1 {
+		t.Fatalf("left = %d and %d, want 2 and 1", left("u"), left("other"))
+	}
+	// Regenerating invalidates the old set (S12).
+	must(t, r.ReplaceRecoveryCodes(ctx, "u", [][]byte{h(7), h(8)}))
+	wantErr(t, r.UseRecoveryCode(ctx, "u", h(1)), storage.ErrNotFound)
+	must(t, r.UseRecoveryCode(ctx, "u", h(8)))
+	must(t, r.ReplaceRecoveryCodes(ctx, "u", nil))
+	if left("u") != 0 {
+		t.Fatal("an empty replacement kept codes")
+	}
+	// Concurrent uses of one code: exactly one succeeds.
+	must(t, r.ReplaceRecoveryCodes(ctx, "race", [][]byte{h(9)}))
+	ok2, errs := race(Workers, func(int) error { return r.UseRecoveryCode(ctx, "race", h(9)) })
+	expectOne(t, "UseRecoveryCode", ok2, errs, storage.ErrNotFound)
 }
 
 func testCleaner(t *testing.T, newStore NewStore) {
