@@ -20,6 +20,8 @@ type Factor = storage.Factor
 const (
 	Authenticator = storage.Authenticator
 	Email         = storage.Email
+	// Recovery names recovery codes in a Proof and in events.
+	Recovery = storage.Recovery
 )
 
 // Config tunes a Service. Its zero value is safe and matches the defaults
@@ -74,6 +76,19 @@ type Config struct {
 	// AdminRole is the role that may reset another user's MFA (S14).
 	// Default "ROLE_ADMIN_CUSTOMER".
 	AdminRole string
+
+	// ChallengeTTL is how long a sign-in's state token lives. Default 10
+	// minutes; at most 10 minutes, as it may carry an email code.
+	ChallengeTTL time.Duration
+	// ChallengeOrder is the order in which a sign-in picks the user's
+	// verified factor. Default AUTHENTICATOR, then EMAIL.
+	ChallengeOrder []Factor
+	// RequireMFA makes a sign-in of a user with no verified factor answer
+	// ENROLL instead of letting them in with the password alone. Default
+	// false.
+	RequireMFA bool
+	// RecoveryCodes is the size of a recovery code set (S12). Default 10.
+	RecoveryCodes int
 
 	// CodeTemplate renders the email that carries a one-time code.
 	// Default mailer.DefaultCodeTemplate.
@@ -160,6 +175,24 @@ func (c Config) withDefaults() (Config, error) {
 	c.Factors = enabled
 	if c.AdminRole == "" {
 		c.AdminRole = "ROLE_ADMIN_CUSTOMER"
+	}
+	c.ChallengeTTL = positive(c.ChallengeTTL, 10*time.Minute)
+	if c.ChallengeTTL > 10*time.Minute {
+		return c, fmt.Errorf("mfa: ChallengeTTL must be at most 10m, got %s", c.ChallengeTTL)
+	}
+	if len(c.ChallengeOrder) == 0 {
+		c.ChallengeOrder = []Factor{Authenticator, Email}
+	}
+	for _, f := range c.ChallengeOrder {
+		if !f.Valid() {
+			return c, fmt.Errorf("mfa: unknown factor %q in ChallengeOrder", f)
+		}
+	}
+	if c.RecoveryCodes <= 0 {
+		c.RecoveryCodes = 10
+	}
+	if c.RecoveryCodes > 100 {
+		return c, fmt.Errorf("mfa: RecoveryCodes must be at most 100, got %d", c.RecoveryCodes)
 	}
 	if c.CodeTemplate == nil {
 		c.CodeTemplate = mailer.DefaultCodeTemplate

@@ -11,15 +11,17 @@ type EventType string
 
 // The audit events (S16).
 const (
-	EventEnrollStarted  EventType = "enroll_started"  // a pending enrollment began (QR issued or email code sent)
-	EventEnrollVerified EventType = "enroll_verified" // a pending enrollment was verified
-	EventVerified       EventType = "verified"        // a code for a verified factor was accepted
-	EventFailure        EventType = "failure"         // a code was rejected
-	EventReplay         EventType = "replay"          // a code whose time step was already used was presented
-	EventLockout        EventType = "lockout"         // too many failures locked the factor
-	EventEmailSent      EventType = "email_sent"      // an email code was handed to the Mailer
-	EventSelfReset      EventType = "self_reset"      // the user removed their own factor
-	EventAdminReset     EventType = "admin_reset"     // an administrator removed a user's factor
+	EventEnrollStarted     EventType = "enroll_started"     // a pending enrollment began (QR issued or email code sent)
+	EventEnrollVerified    EventType = "enroll_verified"    // a pending enrollment was verified
+	EventVerified          EventType = "verified"           // a code for a verified factor was accepted
+	EventFailure           EventType = "failure"            // a code was rejected
+	EventReplay            EventType = "replay"             // a code whose time step was already used was presented
+	EventLockout           EventType = "lockout"            // too many failures locked the factor
+	EventEmailSent         EventType = "email_sent"         // an email code was handed to the Mailer
+	EventSelfReset         EventType = "self_reset"         // the user removed their own factor
+	EventAdminReset        EventType = "admin_reset"        // an administrator removed a user's factor
+	EventRecoveryGenerated EventType = "recovery_generated" // a new set of recovery codes replaced the old
+	EventRecoveryUsed      EventType = "recovery_used"      // a recovery code was spent
 )
 
 // Event is one audit record. It never holds a secret, a code or a token.

@@ -82,7 +82,7 @@ func (s *Service) emit(ctx context.Context, typ EventType, user string, f Factor
 // without showing it.
 func (s *Service) internal(ctx context.Context, op string, err error) error {
 	s.cfg.Logger.ErrorContext(ctx, "mfa: store or mailer failed", "op", op, "err", err)
-	return fmt.Errorf("mfa: %s: %w", op, err)
+	return &internalError{fmt.Errorf("mfa: %s: %w", op, err)}
 }
 
 // FactorStatus is one factor's entry in a Status.
@@ -256,25 +256,47 @@ type Proof struct {
 
 // ResetAuthenticator removes the user's authenticator enrollment (pending or
 // verified) after checking proof, so the user must scan a new QR code. A
-// password alone never removes MFA (S13): proof must be a current code of
-// a verified factor. Without a verified authenticator it returns
-// ErrNotEnrolled.
+// password alone never removes MFA (S13): proof must be a current
+// authenticator code or a recovery code (an email code needs a state
+// token: see ResetAuthenticatorWithChallenge). Without a verified
+// authenticator an authenticator proof gets ErrNotEnrolled. In-flight
+// sign-ins of the user stop working (S15).
 func (s *Service) ResetAuthenticator(ctx context.Context, user string, proof Proof) error {
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	switch proof.Factor {
-	case Authenticator:
-		if err := s.CheckAuthenticator(ctx, user, proof.Code); err != nil {
-			return err
-		}
-	default:
-		return ErrUnsupportedProof
+	if err := s.checkProof(ctx, user, proof, ""); err != nil {
+		return err
 	}
+	return s.removeAuthenticator(ctx, user, EventSelfReset)
+}
+
+// ResetAuthenticatorWithChallenge is the lost-phone reset: the state token
+// of a sign-in names the user, and proof is a code of the token's factor
+// (an email code after SwitchChallenge to EMAIL) or a recovery code. The
+// token is spent as by CompleteChallenge.
+func (s *Service) ResetAuthenticatorWithChallenge(ctx context.Context, token string, proof Proof) error {
+	res, err := s.CompleteChallenge(ctx, token, proof)
+	if err != nil {
+		return err
+	}
+	if res.NeedsEnrollment {
+		return ErrNotEnrolled
+	}
+	return s.removeAuthenticator(ctx, res.User, EventSelfReset)
+}
+
+func (s *Service) removeAuthenticator(ctx context.Context, user string, typ EventType) error {
 	if _, err := s.store.DeleteEnrollment(ctx, user, Authenticator); err != nil {
 		return s.internal(ctx, "reset authenticator", err)
 	}
-	s.emit(ctx, EventSelfReset, user, Authenticator, "")
+	if err := s.store.ResetAttempts(ctx, user, Authenticator); err != nil {
+		return s.internal(ctx, "reset authenticator", err)
+	}
+	if err := s.revokeChallenges(ctx, user); err != nil {
+		return err
+	}
+	s.emit(ctx, typ, user, Authenticator, "")
 	return nil
 }
 
@@ -297,15 +319,8 @@ func (s *Service) AdminResetAuthenticator(ctx context.Context, admin Principal, 
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	if _, err := s.store.DeleteEnrollment(ctx, user, Authenticator); err != nil {
-		return s.internal(ctx, "admin reset", err)
-	}
-	if err := s.store.ResetAttempts(ctx, user, Authenticator); err != nil {
-		return s.internal(ctx, "admin reset", err)
-	}
 	ctx = WithRequestInfo(ctx, RequestInfo{ClientIP: requestInfo(ctx).ClientIP, Actor: admin.Username})
-	s.emit(ctx, EventAdminReset, user, Authenticator, "")
-	return nil
+	return s.removeAuthenticator(ctx, user, EventAdminReset)
 }
 
 // BeginEmail starts (or restarts) the user's email enrollment: it sends a
@@ -319,9 +334,6 @@ func (s *Service) BeginEmail(ctx context.Context, user, address string) error {
 	if !s.enabled(Email) {
 		return ErrFactorDisabled
 	}
-	if address == "" {
-		return ErrNoEmail
-	}
 	e, err := s.store.Enrollment(ctx, user, Email)
 	switch {
 	case err == nil && e.Verified:
@@ -330,15 +342,10 @@ func (s *Service) BeginEmail(ctx context.Context, user, address string) error {
 		return s.internal(ctx, "begin email", err)
 	}
 	now := s.cfg.Now()
-	wait, err := s.store.ReserveSend(ctx, "email:"+user, now, s.limits)
-	if err != nil {
-		return s.internal(ctx, "reserve send", err)
-	}
-	if wait > 0 {
-		return &RateLimitedError{RetryAfter: wait}
-	}
-	code := newDigits(6)
 	expires := now.Add(s.cfg.EmailCodeTTL)
+	if err := s.sendCode(ctx, user, address, purposeEnrollEmail, expires); err != nil {
+		return err
+	}
 	err = s.store.BeginEnrollment(ctx, storage.Enrollment{User: user, Factor: Email, ID: newID(),
 		CreatedAt: now, ExpiresAt: expires})
 	if errors.Is(err, storage.ErrAlreadyVerified) {
@@ -347,22 +354,6 @@ func (s *Service) BeginEmail(ctx context.Context, user, address string) error {
 	if err != nil {
 		return s.internal(ctx, "begin email", err)
 	}
-	err = s.store.PutCode(ctx, storage.Code{User: user, Purpose: purposeEnrollEmail,
-		Hash: s.keys.codeHash(user, purposeEnrollEmail, code), ExpiresAt: expires})
-	if err != nil {
-		return s.internal(ctx, "store email code", err)
-	}
-	msg, err := s.cfg.CodeTemplate.Render(address, mailer.CodeData{Product: s.cfg.Issuer, User: user,
-		Code: code, TTL: s.cfg.EmailCodeTTL})
-	if err != nil {
-		return s.internal(ctx, "render email", err)
-	}
-	if err := s.mail.Send(ctx, msg); err != nil {
-		// An undelivered code must not linger: drop it so a resend is clean.
-		_ = s.store.DeleteCode(context.WithoutCancel(ctx), user, purposeEnrollEmail)
-		return s.internal(ctx, "send email", err)
-	}
-	s.emit(ctx, EventEmailSent, user, Email, "")
 	s.emit(ctx, EventEnrollStarted, user, Email, "")
 	return nil
 }
@@ -395,16 +386,10 @@ func (s *Service) VerifyEmail(ctx context.Context, user, code string) error {
 			return ErrEmailOnly
 		}
 	}
-	now := s.cfg.Now()
-	switch err := s.store.ConsumeCode(ctx, user, purposeEnrollEmail, s.keys.codeHash(user, purposeEnrollEmail, code), now); {
-	case errors.Is(err, storage.ErrExpired):
-		return s.fail(ctx, user, Email, ErrCodeExpired)
-	case errors.Is(err, storage.ErrCodeMismatch), errors.Is(err, storage.ErrNotFound):
-		return s.fail(ctx, user, Email, ErrInvalidCode)
-	case err != nil:
-		return s.internal(ctx, "consume email code", err)
+	if err := s.consumeEmailCode(ctx, user, purposeEnrollEmail, code); err != nil {
+		return err
 	}
-	switch err := s.store.ConfirmEnrollment(ctx, user, Email, e.ID, 0, now); {
+	switch err := s.store.ConfirmEnrollment(ctx, user, Email, e.ID, 0, s.cfg.Now()); {
 	case errors.Is(err, storage.ErrAlreadyVerified):
 		return ErrAlreadyEnrolled
 	case errors.Is(err, storage.ErrNotFound):

@@ -28,6 +28,9 @@ const (
 	Authenticator Factor = "AUTHENTICATOR"
 	// Email is a one-time code sent by email.
 	Email Factor = "EMAIL"
+	// Recovery names the recovery codes. It is not enrolled like the
+	// others (Valid reports false) but has its own failure count.
+	Recovery Factor = "RECOVERY"
 )
 
 // Valid reports whether f is one of the known factors.

@@ -41,7 +41,7 @@ type Store struct {
 }
 
 var (
-	_ storage.Store   = (*Store)(nil)
+	_ storage.Store         = (*Store)(nil)
 	_ storage.Cleaner       = (*Store)(nil)
 	_ storage.RecoveryStore = (*Store)(nil)
 )

@@ -1,0 +1,312 @@
+package mfa
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mfakit/mfakit/mailer"
+	"github.com/mfakit/mfakit/storage"
+)
+
+// Purposes of the codes a login challenge stores.
+const (
+	purposeLogin      = "login"       // the state token itself
+	purposeLoginEmail = "login-email" // the code an EMAIL challenge sends
+)
+
+// Errors of the login challenge.
+var (
+	// ErrInvalidToken: the state token is malformed, unknown, already used,
+	// or was revoked by a reset.
+	ErrInvalidToken = errors.New("mfa: invalid state token")
+	// ErrTokenExpired: the state token has expired; sign in again.
+	ErrTokenExpired = errors.New("mfa: state token expired")
+)
+
+// ChallengeStatus says what a login challenge asks of the user.
+type ChallengeStatus string
+
+// The challenge statuses of the seed vendor's login flow.
+const (
+	// ChallengeNone: no second factor is needed; the host signs the user in.
+	ChallengeNone ChallengeStatus = ""
+	// ChallengeVerify: the user must present a code of Challenge.Factor.
+	ChallengeVerify ChallengeStatus = "VERIFY"
+	// ChallengeEnroll: policy requires MFA and the user has no verified
+	// factor; completing the challenge needs no code and tells the host to
+	// let the user in only to enroll.
+	ChallengeEnroll ChallengeStatus = "ENROLL"
+)
+
+// Challenge is the second step of a sign-in, started after the host has
+// checked the password.
+type Challenge struct {
+	// Status says what is asked; ChallengeNone means nothing.
+	Status ChallengeStatus
+	// Factor is the factor to use (for ChallengeVerify).
+	Factor Factor
+	// Token is the opaque, single-use state token.
+	Token string
+	// ExpiresAt is when Token stops working.
+	ExpiresAt time.Time
+}
+
+// LoginResult is what a completed challenge proves.
+type LoginResult struct {
+	// User passed the challenge.
+	User string
+	// Factor is what the user presented (RECOVERY for a recovery code).
+	Factor Factor
+	// NeedsEnrollment is true for an ENROLL challenge: the user holds no
+	// factor yet, and the host should let them in only to enroll.
+	NeedsEnrollment bool
+}
+
+const enrollMarker = "ENROLL"
+
+// StartChallenge begins the MFA step of a sign-in for user, whose password
+// the host has just checked. It picks the first verified factor in
+// Config.ChallengeOrder; for EMAIL it sends the code to address now. A user
+// with no verified factor gets ChallengeNone, or ChallengeEnroll when
+// Config.RequireMFA is set. Starting a challenge replaces the user's
+// previous one.
+func (s *Service) StartChallenge(ctx context.Context, user, address string) (Challenge, error) {
+	if err := checkUser(user); err != nil {
+		return Challenge{}, err
+	}
+	es, err := s.store.Enrollments(ctx, user)
+	if err != nil {
+		return Challenge{}, s.internal(ctx, "start challenge", err)
+	}
+	verified := map[Factor]bool{}
+	for _, e := range es {
+		verified[e.Factor] = e.Verified && s.enabled(e.Factor)
+	}
+	for _, f := range s.cfg.ChallengeOrder {
+		if verified[f] {
+			return s.issueChallenge(ctx, user, f, address)
+		}
+	}
+	if !s.cfg.RequireMFA {
+		return Challenge{Status: ChallengeNone}, nil
+	}
+	return s.issueChallenge(ctx, user, enrollMarker, address)
+}
+
+// SwitchChallenge trades a live state token for a challenge of another
+// verified factor of the same user, e.g. EMAIL when the phone with the
+// authenticator is lost. The old token stops working.
+func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, address string) (Challenge, error) {
+	user, _, _, err := s.consumeToken(ctx, token)
+	if err != nil {
+		return Challenge{}, err
+	}
+	e, err := s.store.Enrollment(ctx, user, to)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return Challenge{}, s.internal(ctx, "switch challenge", err)
+	}
+	if !e.Verified || !s.enabled(to) {
+		return Challenge{}, ErrNotEnrolled
+	}
+	return s.issueChallenge(ctx, user, to, address)
+}
+
+func (s *Service) issueChallenge(ctx context.Context, user string, f Factor, address string) (Challenge, error) {
+	now := s.cfg.Now()
+	expires := now.Add(s.cfg.ChallengeTTL).Truncate(time.Second)
+	if f == Email {
+		if err := s.sendCode(ctx, user, address, purposeLoginEmail, expires); err != nil {
+			return Challenge{}, err
+		}
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	token := strings.Join([]string{"v1", b64.EncodeToString([]byte(user)), string(f),
+		strconv.FormatInt(expires.Unix(), 10), b64.EncodeToString(secret)}, ".")
+	err := s.store.PutCode(ctx, storage.Code{User: user, Purpose: purposeLogin,
+		Hash: s.keys.codeHash(user, purposeLogin, token), ExpiresAt: expires})
+	if err != nil {
+		return Challenge{}, s.internal(ctx, "store challenge", err)
+	}
+	status := ChallengeVerify
+	if f == enrollMarker {
+		status, f = ChallengeEnroll, ""
+	}
+	return Challenge{Status: status, Factor: f, Token: token, ExpiresAt: expires}, nil
+}
+
+var b64 = base64.RawURLEncoding
+
+// parseToken splits a state token into its user, factor and expiry. The
+// parts are only claims until the token's hash is found in the store.
+func parseToken(token string) (user string, f Factor, expires time.Time, err error) {
+	parts := strings.Split(token, ".")
+	if len(token) > 1024 || len(parts) != 5 || parts[0] != "v1" {
+		return "", "", time.Time{}, ErrInvalidToken
+	}
+	u, err := b64.DecodeString(parts[1])
+	if err != nil || checkUser(string(u)) != nil {
+		return "", "", time.Time{}, ErrInvalidToken
+	}
+	exp, err := strconv.ParseInt(parts[3], 10, 64)
+	if err != nil {
+		return "", "", time.Time{}, ErrInvalidToken
+	}
+	return string(u), Factor(parts[2]), time.Unix(exp, 0), nil
+}
+
+// consumeToken uses up a state token (single use, S3) and returns what it
+// is bound to.
+func (s *Service) consumeToken(ctx context.Context, token string) (string, Factor, time.Time, error) {
+	user, f, expires, err := parseToken(token)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	switch err := s.store.ConsumeCode(ctx, user, purposeLogin, s.keys.codeHash(user, purposeLogin, token), s.cfg.Now()); {
+	case errors.Is(err, storage.ErrExpired):
+		return "", "", time.Time{}, ErrTokenExpired
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrCodeMismatch):
+		return "", "", time.Time{}, ErrInvalidToken
+	case err != nil:
+		return "", "", time.Time{}, s.internal(ctx, "consume state token", err)
+	}
+	return user, f, expires, nil
+}
+
+// CompleteChallenge finishes a sign-in: the state token must be live and
+// proof must be a current code of the token's factor, or a recovery code.
+// The token is single use: it is spent by this call, and put back (with
+// its original expiry) only when the code was wrong and the factor is not
+// now locked, so the user may try again. Failures count toward lockout (S8).
+func (s *Service) CompleteChallenge(ctx context.Context, token string, proof Proof) (LoginResult, error) {
+	user, f, expires, err := s.consumeToken(ctx, token)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	if f == enrollMarker {
+		return LoginResult{User: user, NeedsEnrollment: true}, nil
+	}
+	if proof.Factor == "" {
+		proof.Factor = f
+	}
+	if proof.Factor != f && proof.Factor != Recovery {
+		s.restoreToken(ctx, user, token, expires)
+		return LoginResult{}, ErrUnsupportedProof
+	}
+	if err := s.checkProof(ctx, user, proof, purposeLoginEmail); err != nil {
+		if !errors.Is(err, ErrLocked) && !isInternal(err) {
+			s.restoreToken(ctx, user, token, expires)
+		}
+		return LoginResult{}, err
+	}
+	if proof.Factor == Email {
+		s.emit(ctx, EventVerified, user, Email, "")
+	}
+	return LoginResult{User: user, Factor: proof.Factor}, nil
+}
+
+func (s *Service) restoreToken(ctx context.Context, user, token string, expires time.Time) {
+	err := s.store.PutCode(context.WithoutCancel(ctx), storage.Code{User: user, Purpose: purposeLogin,
+		Hash: s.keys.codeHash(user, purposeLogin, token), ExpiresAt: expires})
+	if err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "mfa: could not restore a state token", "err", err)
+	}
+}
+
+// checkProof checks a code of a factor the user holds: an authenticator
+// code, an email code stored under emailPurpose, or a recovery code.
+func (s *Service) checkProof(ctx context.Context, user string, proof Proof, emailPurpose string) error {
+	switch proof.Factor {
+	case Authenticator:
+		return s.CheckAuthenticator(ctx, user, proof.Code)
+	case Email:
+		if emailPurpose == "" {
+			return ErrUnsupportedProof
+		}
+		if err := s.checkLock(ctx, user, Email); err != nil {
+			return err
+		}
+		if err := s.consumeEmailCode(ctx, user, emailPurpose, proof.Code); err != nil {
+			return err
+		}
+		return s.store.ResetAttempts(ctx, user, Email)
+	case Recovery:
+		return s.UseRecoveryCode(ctx, user, proof.Code)
+	}
+	return ErrUnsupportedProof
+}
+
+// consumeEmailCode uses up the emailed code of purpose, counting a wrong or
+// missing one as a failure.
+func (s *Service) consumeEmailCode(ctx context.Context, user, purpose, code string) error {
+	switch err := s.store.ConsumeCode(ctx, user, purpose, s.keys.codeHash(user, purpose, code), s.cfg.Now()); {
+	case errors.Is(err, storage.ErrExpired):
+		return s.fail(ctx, user, Email, ErrCodeExpired)
+	case errors.Is(err, storage.ErrCodeMismatch), errors.Is(err, storage.ErrNotFound):
+		return s.fail(ctx, user, Email, ErrInvalidCode)
+	case err != nil:
+		return s.internal(ctx, "consume email code", err)
+	}
+	return nil
+}
+
+// sendCode reserves a send (S9), stores a fresh code under purpose
+// (replacing the previous one, S10) and mails it to address. An undelivered
+// code is removed so it cannot linger.
+func (s *Service) sendCode(ctx context.Context, user, address, purpose string, expires time.Time) error {
+	if address == "" {
+		return ErrNoEmail
+	}
+	now := s.cfg.Now()
+	wait, err := s.store.ReserveSend(ctx, "email:"+user, now, s.limits)
+	if err != nil {
+		return s.internal(ctx, "reserve send", err)
+	}
+	if wait > 0 {
+		return &RateLimitedError{RetryAfter: wait}
+	}
+	code := newDigits(6)
+	err = s.store.PutCode(ctx, storage.Code{User: user, Purpose: purpose,
+		Hash: s.keys.codeHash(user, purpose, code), ExpiresAt: expires})
+	if err != nil {
+		return s.internal(ctx, "store email code", err)
+	}
+	msg, err := s.cfg.CodeTemplate.Render(address, mailer.CodeData{Product: s.cfg.Issuer, User: user,
+		Code: code, TTL: expires.Sub(now)})
+	if err != nil {
+		return s.internal(ctx, "render email", err)
+	}
+	if err := s.mail.Send(ctx, msg); err != nil {
+		_ = s.store.DeleteCode(context.WithoutCancel(ctx), user, purpose)
+		return s.internal(ctx, "send email", err)
+	}
+	s.emit(ctx, EventEmailSent, user, Email, "")
+	return nil
+}
+
+// revokeChallenges ends the user's in-flight sign-in and its email code
+// (S15), so a reset takes effect at once.
+func (s *Service) revokeChallenges(ctx context.Context, user string) error {
+	for _, p := range []string{purposeLogin, purposeLoginEmail} {
+		if err := s.store.DeleteCode(ctx, user, p); err != nil {
+			return s.internal(ctx, "revoke challenge", err)
+		}
+	}
+	return nil
+}
+
+// internalError marks errors that come from the store or the mailer.
+type internalError struct{ err error }
+
+func (e *internalError) Error() string { return e.err.Error() }
+func (e *internalError) Unwrap() error { return e.err }
+
+func isInternal(err error) bool {
+	var ie *internalError
+	return errors.As(err, &ie)
+}

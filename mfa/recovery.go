@@ -1,0 +1,130 @@
+package mfa
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+
+	"github.com/mfakit/mfakit/storage"
+)
+
+// ErrRecoveryUnsupported is returned when the Store does not implement
+// RecoveryStore.
+var ErrRecoveryUnsupported = errors.New("mfa: the store keeps no recovery codes")
+
+const purposeRecovery = "recovery"
+
+// recoveryAlphabet is Crockford's base32: no I, L, O or U to misread.
+const recoveryAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// recoveryLen characters of 5 bits each: 80 bits per code (S12 asks ≥ 64).
+const recoveryLen = 16
+
+func (s *Service) recoveryStore() (storage.RecoveryStore, error) {
+	r, ok := s.store.(storage.RecoveryStore)
+	if !ok {
+		return nil, ErrRecoveryUnsupported
+	}
+	return r, nil
+}
+
+// GenerateRecoveryCodes makes a fresh set of Config.RecoveryCodes codes
+// for a user who holds a verified factor, replacing (and so invalidating)
+// any earlier set (S12). The codes are returned once, grouped for reading
+// ("7KQ2-XM4D-9TPA-0WRC"); only their keyed hashes are stored.
+func (s *Service) GenerateRecoveryCodes(ctx context.Context, user string) ([]string, error) {
+	if err := checkUser(user); err != nil {
+		return nil, err
+	}
+	r, err := s.recoveryStore()
+	if err != nil {
+		return nil, err
+	}
+	es, err := s.store.Enrollments(ctx, user)
+	if err != nil {
+		return nil, s.internal(ctx, "recovery codes", err)
+	}
+	held := false
+	for _, e := range es {
+		held = held || e.Verified
+	}
+	if !held {
+		return nil, ErrNotEnrolled
+	}
+	codes := make([]string, s.cfg.RecoveryCodes)
+	hashes := make([][]byte, len(codes))
+	for i := range codes {
+		raw := make([]byte, recoveryLen)
+		rand.Read(raw)
+		for j := range raw {
+			raw[j] = recoveryAlphabet[raw[j]&31]
+		}
+		codes[i] = string(raw[0:4]) + "-" + string(raw[4:8]) + "-" + string(raw[8:12]) + "-" + string(raw[12:16])
+		hashes[i] = s.keys.codeHash(user, purposeRecovery, string(raw))
+	}
+	if err := r.ReplaceRecoveryCodes(ctx, user, hashes); err != nil {
+		return nil, s.internal(ctx, "store recovery codes", err)
+	}
+	if err := s.store.ResetAttempts(ctx, user, Recovery); err != nil {
+		return nil, s.internal(ctx, "store recovery codes", err)
+	}
+	s.emit(ctx, EventRecoveryGenerated, user, Recovery, "")
+	return codes, nil
+}
+
+// RecoveryCodesLeft reports how many unused recovery codes the user has.
+func (s *Service) RecoveryCodesLeft(ctx context.Context, user string) (int, error) {
+	if err := checkUser(user); err != nil {
+		return 0, err
+	}
+	r, err := s.recoveryStore()
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.RecoveryCodesLeft(ctx, user)
+	if err != nil {
+		return 0, s.internal(ctx, "recovery codes left", err)
+	}
+	return n, nil
+}
+
+// UseRecoveryCode spends one of the user's recovery codes (single use,
+// S12). Dashes, spaces and case do not matter, and the look-alikes O, I
+// and L read as 0, 1 and 1. Failures count toward lockout (S8).
+func (s *Service) UseRecoveryCode(ctx context.Context, user, code string) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	r, err := s.recoveryStore()
+	if err != nil {
+		return err
+	}
+	if err := s.checkLock(ctx, user, Recovery); err != nil {
+		return err
+	}
+	switch err := r.UseRecoveryCode(ctx, user, s.keys.codeHash(user, purposeRecovery, normalizeRecovery(code))); {
+	case errors.Is(err, storage.ErrNotFound):
+		return s.fail(ctx, user, Recovery, ErrInvalidCode)
+	case err != nil:
+		return s.internal(ctx, "use recovery code", err)
+	}
+	s.succeed(ctx, user, Recovery, EventRecoveryUsed)
+	return nil
+}
+
+func normalizeRecovery(code string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(code) {
+		switch {
+		case r == '-' || r == ' ':
+		case r == 'O':
+			b.WriteByte('0')
+		case r == 'I' || r == 'L':
+			b.WriteByte('1')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
