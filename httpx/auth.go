@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/mfakit/mfakit/mfa"
 )
@@ -24,6 +25,11 @@ type User struct {
 	Email string
 	// Roles are the user's roles, e.g. "ROLE_ADMIN_CUSTOMER".
 	Roles []string
+	// MFAAt is when this session last passed MFA (zero if it never did):
+	// the time the host minted the token after a completed challenge.
+	// Step-up checks (RequireMFA, adding a second factor, regenerating
+	// recovery codes) compare it with their max age.
+	MFAAt time.Time
 }
 
 // Principal returns u as an mfa.Principal.
@@ -69,6 +75,7 @@ type Auth struct {
 	authz   Authorizer
 	onError ErrorHandler
 	trusted []netip.Prefix
+	now     func() time.Time
 }
 
 // CheckUser authenticates the Bearer token of r and returns its user. It

@@ -22,18 +22,7 @@ func newValidator() *validator.Validate {
 		return name
 	})
 	// otpcode: 6 to 8 ASCII digits, the shape of every code mfakit issues.
-	v.RegisterValidation("otpcode", func(fl validator.FieldLevel) bool {
-		s := fl.Field().String()
-		if len(s) < 6 || len(s) > 8 {
-			return false
-		}
-		for i := 0; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return false
-			}
-		}
-		return true
-	})
+	v.RegisterValidation("otpcode", func(fl validator.FieldLevel) bool { return isOTP(fl.Field().String()) })
 	return v
 }
 

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,11 @@ type Config struct {
 	ErrorHandler ErrorHandler
 	// Logger receives internal errors. Default slog.Default().
 	Logger *slog.Logger
+	// StepUpMaxAge is how recent a session's MFA must be to add a second
+	// factor or regenerate recovery codes (S17). Default 10 minutes.
+	StepUpMaxAge time.Duration
+	// Now is the clock for step-up checks. Default time.Now.
+	Now func() time.Time
 }
 
 // Handlers serves the MFA setup API of one mfa.Service. Each method returns
@@ -52,6 +58,12 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StepUpMaxAge <= 0 {
+		cfg.StepUpMaxAge = 10 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	h := &Handlers{svc: svc, cfg: cfg}
 	if cfg.ErrorHandler == nil {
 		cfg.ErrorHandler = DefaultErrorHandler
@@ -62,7 +74,7 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 		}
 		cfg.ErrorHandler(w, r, err)
 	}
-	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies}
+	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies, now: cfg.Now}
 	return h
 }
 
@@ -75,14 +87,15 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // endpoint wraps fn with the method check and the request info for audit
-// events. Authentication is added by the caller, before anything reads
-// the body (S18).
-func (h *Handlers) endpoint(method string, fn http.HandlerFunc) http.Handler {
+// events. allow is one method or several joined by ", ". Authentication is
+// added by the caller, before anything reads the body (S18).
+func (h *Handlers) endpoint(allow string, fn http.HandlerFunc) http.Handler {
+	methods := strings.Split(allow, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != method {
-			w.Header().Set("Allow", method)
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allow)
 			h.fail(w, r, NewProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
-				r.Method+" is not allowed here; use "+method))
+				r.Method+" is not allowed here; use "+allow))
 			return
 		}
 		ctx := mfa.WithRequestInfo(r.Context(), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r)})
@@ -116,6 +129,25 @@ func requireQuery(r *http.Request, want mfa.Factor) error {
 		return invalidParam("mfatype", "query parameter is required and must be "+string(want))
 	case len(got) > 1 || got[0] != string(want):
 		return invalidParam("mfatype", "must be "+string(want))
+	}
+	return nil
+}
+
+// stepUpForSecondFactor asks for a recent MFA before a user who already
+// holds a verified factor adds another one (S17's step-up rule): a stolen
+// password-only session must not be able to add the thief's factor.
+func (h *Handlers) stepUpForSecondFactor(r *http.Request, u User, adding mfa.Factor) error {
+	if recentMFA(u, h.cfg.StepUpMaxAge, h.cfg.Now()) {
+		return nil
+	}
+	st, err := h.svc.Status(r.Context(), u.Username)
+	if err != nil {
+		return err
+	}
+	for f, d := range st.Details {
+		if f != adding && d.Verified {
+			return &mfaRequiredError{maxAge: h.cfg.StepUpMaxAge}
+		}
 	}
 	return nil
 }
@@ -168,6 +200,10 @@ func (h *Handlers) AssociateQRCode() http.Handler {
 		wantJSON, err := prefersJSON(r.Header.Get("Accept"))
 		if err != nil {
 			h.fail(w, r, err)
+			return
+		}
+		if err := h.stepUpForSecondFactor(r, u, mfa.Authenticator); err != nil {
+			h.auth.stepUp(w, r, err)
 			return
 		}
 		key, err := h.svc.BeginAuthenticator(r.Context(), u.Username)
@@ -292,6 +328,10 @@ func (h *Handlers) EnrollEmail() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
+		if err := h.stepUpForSecondFactor(r, u, mfa.Email); err != nil {
+			h.auth.stepUp(w, r, err)
+			return
+		}
 		if err := h.svc.BeginEmail(r.Context(), u.Username, u.Email); err != nil {
 			h.fail(w, r, err)
 			return
@@ -301,19 +341,25 @@ func (h *Handlers) EnrollEmail() http.Handler {
 	})
 }
 
-// ResetRequest is the body of resetMyQRCodeEnroll. Username is required
-// with client credentials and must be absent with a user token.
+// ResetRequest is the body of resetMyQRCodeEnroll. With client
+// credentials either Username or StateToken names the user; with a user
+// token both are absent (or Username matches the token's user).
 type ResetRequest struct {
-	Username string `json:"username" validate:"max=320"`
-	Mfatype  string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR"`
-	Totp     string `json:"totp" validate:"required,otpcode"`
+	Username   string `json:"username" validate:"max=320"`
+	StateToken string `json:"stateToken" validate:"max=1024"`
+	Mfatype    string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL RECOVERY"`
+	Totp       string `json:"totp" validate:"required,max=32"`
 }
 
 // ResetMyQRCodeEnroll serves POST resetMyQRCodeEnroll. The caller proves a
-// factor the user still holds (S13): with a Bearer user token the body is
-// {"mfatype":"AUTHENTICATOR","totp":"..."}; with Basic client credentials
-// it also names the user: {"username":"...", ...}. With client credentials
-// a user without an enrollment gets the same answer as a wrong code (S18).
+// factor the user still holds (S13):
+//   - Bearer user token: {"mfatype":"AUTHENTICATOR"|"RECOVERY","totp":"..."}
+//   - Basic client credentials: the same plus "username"; or, for a user
+//     who lost the phone, "stateToken" from the sign-in challenge with
+//     "mfatype":"EMAIL" (the code the challenge sent) or "RECOVERY".
+//
+// With client credentials and a username, a user without an enrollment
+// gets the same answer as a wrong code (S18).
 func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 	return h.endpoint(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
 		var user string
@@ -340,19 +386,42 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
+		proof := mfa.Proof{Factor: mfa.Factor(req.Mfatype), Code: req.Totp}
+		if proof.Factor != mfa.Recovery && !isOTP(proof.Code) {
+			h.fail(w, r, invalidParam("totp", "must be 6 to 8 digits"))
+			return
+		}
+		var err error
 		switch {
+		case viaClient && req.StateToken != "":
+			if req.Username != "" {
+				h.fail(w, r, invalidParam("username", "must be omitted with stateToken"))
+				return
+			}
+			err = h.svc.ResetAuthenticatorWithChallenge(r.Context(), req.StateToken, proof)
 		case viaClient && req.Username == "":
-			h.fail(w, r, invalidParam("username", "is required with client credentials"))
+			h.fail(w, r, invalidParam("username", "username or stateToken is required with client credentials"))
 			return
 		case viaClient:
-			user = req.Username
+			if proof.Factor == mfa.Email {
+				h.fail(w, r, invalidParam("mfatype", "EMAIL needs a stateToken"))
+				return
+			}
+			err = h.svc.ResetAuthenticator(r.Context(), req.Username, proof)
+			if errors.Is(err, mfa.ErrNotEnrolled) {
+				err = mfa.ErrInvalidCode
+			}
+		case req.StateToken != "":
+			h.fail(w, r, invalidParam("stateToken", "is for client credentials only"))
+			return
 		case req.Username != "" && req.Username != user:
 			h.fail(w, r, invalidParam("username", "must be omitted or match the token's user"))
 			return
-		}
-		err := h.svc.ResetAuthenticator(r.Context(), user, mfa.Proof{Factor: mfa.Factor(req.Mfatype), Code: req.Totp})
-		if viaClient && errors.Is(err, mfa.ErrNotEnrolled) {
-			err = mfa.ErrInvalidCode
+		case proof.Factor == mfa.Email:
+			h.fail(w, r, invalidParam("mfatype", "EMAIL needs a stateToken"))
+			return
+		default:
+			err = h.svc.ResetAuthenticator(r.Context(), user, proof)
 		}
 		if err != nil {
 			h.fail(w, r, err)
@@ -360,6 +429,18 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, FactorResponse{Mfatype: mfa.Authenticator, Verified: false})
 	})
+}
+
+func isOTP(s string) bool {
+	if len(s) < 6 || len(s) > 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ResetQRCodeEnroll serves PUT /users/{username}/mfa/resetQRCodeEnroll: an

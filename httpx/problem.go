@@ -60,6 +60,10 @@ const (
 	CodeNotAcceptable        = "not_acceptable"
 	CodeBodyTooLarge         = "body_too_large"
 	CodeInternal             = "internal_error"
+	CodeMFARequired          = "mfa_required"
+	CodeInvalidToken         = "invalid_token"
+	CodeTokenExpired         = "token_expired"
+	CodeRecoveryUnsupported  = "recovery_unsupported"
 )
 
 var titles = map[string]string{
@@ -83,6 +87,10 @@ var titles = map[string]string{
 	CodeNotAcceptable:        "Not acceptable",
 	CodeBodyTooLarge:         "Request body too large",
 	CodeInternal:             "Internal error",
+	CodeMFARequired:          "Recent multi-factor authentication required",
+	CodeInvalidToken:         "Invalid state token",
+	CodeTokenExpired:         "State token expired",
+	CodeRecoveryUnsupported:  "Recovery codes unavailable",
 }
 
 // NewProblem returns the problem of the given status and code.
@@ -110,6 +118,15 @@ func ProblemFor(err error) *Problem {
 		p = NewProblem(http.StatusTooManyRequests, CodeRateLimited, "a code was sent recently; wait before asking again")
 		p.retryAfter = limited.RetryAfter
 		return p
+	case errors.Is(err, ErrMFARequired):
+		return NewProblem(http.StatusUnauthorized, CodeMFARequired,
+			"sign in again with your second factor to do this")
+	case errors.Is(err, mfa.ErrInvalidToken):
+		return NewProblem(http.StatusBadRequest, CodeInvalidToken, "the state token is not valid; sign in again")
+	case errors.Is(err, mfa.ErrTokenExpired):
+		return NewProblem(http.StatusBadRequest, CodeTokenExpired, "the state token has expired; sign in again")
+	case errors.Is(err, mfa.ErrRecoveryUnsupported):
+		return NewProblem(http.StatusNotImplemented, CodeRecoveryUnsupported, "this server keeps no recovery codes")
 	case errors.Is(err, ErrUnauthorized):
 		return NewProblem(http.StatusUnauthorized, CodeUnauthorized, "valid credentials are required")
 	case errors.Is(err, mfa.ErrForbidden):

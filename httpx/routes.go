@@ -7,7 +7,7 @@ import (
 
 // Route is one entry of the default route table.
 type Route struct {
-	// Method is the HTTP method the route answers.
+	// Method is the HTTP method the route answers (several joined by ", ").
 	Method string
 	// Paths are the seed path and, where the seed omits /oauth, its alias.
 	Paths []string
@@ -17,7 +17,8 @@ type Route struct {
 
 // Routes returns the default route table of the API contract: the seven
 // endpoints, each at its seed path and, for the four the seed writes
-// without /oauth, also at the /oauth-prefixed alias.
+// without /oauth, also at the /oauth-prefixed alias; then the kit's
+// extensions (recovery codes, switching a sign-in challenge to EMAIL).
 func (h *Handlers) Routes() []Route {
 	both := func(p string) []string { return []string{p, "/oauth" + p} }
 	return []Route{
@@ -28,6 +29,9 @@ func (h *Handlers) Routes() []Route {
 		{http.MethodPut, both("/users/{username}/mfa/resetQRCodeEnroll"), h.ResetQRCodeEnroll()},
 		{http.MethodPut, []string{"/oauth/users/mfa/enrollEmail"}, h.EnrollEmail()},
 		{http.MethodPut, []string{"/oauth/users/mfa/verifyEmail"}, h.VerifyEmail()},
+		// Kit extensions beyond the seed.
+		{"GET, POST", []string{"/oauth/users/mfa/recoveryCodes"}, h.RecoveryCodes()},
+		{http.MethodPut, []string{"/oauth/users/mfa/challenge"}, h.SwitchChallenge()},
 	}
 }
 

@@ -102,18 +102,25 @@ func (s *Service) StartChallenge(ctx context.Context, user, address string) (Cha
 // verified factor of the same user, e.g. EMAIL when the phone with the
 // authenticator is lost. The old token stops working.
 func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, address string) (Challenge, error) {
-	user, _, _, err := s.consumeToken(ctx, token)
+	user, _, expires, err := s.consumeToken(ctx, token)
 	if err != nil {
 		return Challenge{}, err
 	}
 	e, err := s.store.Enrollment(ctx, user, to)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return Challenge{}, s.internal(ctx, "switch challenge", err)
+	switch {
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		err = s.internal(ctx, "switch challenge", err)
+	case !e.Verified || !s.enabled(to):
+		err = ErrNotEnrolled
+	default:
+		var ch Challenge
+		if ch, err = s.issueChallenge(ctx, user, to, address); err == nil {
+			return ch, nil
+		}
 	}
-	if !e.Verified || !s.enabled(to) {
-		return Challenge{}, ErrNotEnrolled
-	}
-	return s.issueChallenge(ctx, user, to, address)
+	// Refused (throttled, say): the old token stays good.
+	s.restoreToken(ctx, user, token, expires)
+	return Challenge{}, err
 }
 
 func (s *Service) issueChallenge(ctx context.Context, user string, f Factor, address string) (Challenge, error) {
@@ -309,4 +316,12 @@ func (e *internalError) Unwrap() error { return e.err }
 func isInternal(err error) bool {
 	var ie *internalError
 	return errors.As(err, &ie)
+}
+
+// TokenUser returns the username a state token claims, without checking
+// it: for looking up where to send an email before SwitchChallenge, which
+// checks the token.
+func TokenUser(token string) (string, error) {
+	user, _, _, err := parseToken(token)
+	return user, err
 }

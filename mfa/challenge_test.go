@@ -185,3 +185,36 @@ func TestResetRevokesChallenges(t *testing.T) {
 		t.Fatalf("challenge survived the reset: %v", err)
 	}
 }
+
+// A switch refused by the email throttle keeps the old token good.
+func TestSwitchChallengeThrottled(t *testing.T) {
+	f := newFixture(t, mfa.Config{})
+	ctx := context.Background()
+	secret := f.enroll(t, "gus")
+	if err := f.svc.BeginEmail(ctx, "gus", "gus@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.VerifyEmail(ctx, "gus", f.mail.LastCode("gus@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(30 * time.Second)
+	ch, _ := f.svc.StartChallenge(ctx, "gus", "gus@example.com")
+	if _, err := f.svc.SwitchChallenge(ctx, ch.Token, mfa.Email, "gus@example.com"); !errors.Is(err, mfa.ErrRateLimited) {
+		t.Fatalf("switch within the resend interval: %v", err)
+	}
+	if _, err := f.svc.CompleteChallenge(ctx, ch.Token, mfa.Proof{Code: f.code(secret, 0)}); err != nil {
+		t.Fatalf("old token after a refused switch: %v", err)
+	}
+	f.clock.Add(time.Minute)
+	ch, _ = f.svc.StartChallenge(ctx, "gus", "gus@example.com")
+	sw, err := f.svc.SwitchChallenge(ctx, ch.Token, mfa.Email, "gus@example.com")
+	if err != nil || sw.Factor != mfa.Email {
+		t.Fatalf("switch: %+v %v", sw, err)
+	}
+	if _, err := f.svc.CompleteChallenge(ctx, ch.Token, mfa.Proof{Code: f.code(secret, 1)}); !errors.Is(err, mfa.ErrInvalidToken) {
+		t.Fatalf("old token after a switch: %v", err)
+	}
+	if _, err := f.svc.CompleteChallenge(ctx, sw.Token, mfa.Proof{Code: f.mail.LastCode("gus@example.com")}); err != nil {
+		t.Fatalf("email code: %v", err)
+	}
+}

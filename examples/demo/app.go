@@ -52,7 +52,8 @@ func newApp(o options, out io.Writer) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	a.svc, err = mfa.New(store, &mailer.Writer{W: out}, keys, mfa.Config{Issuer: "mfakit demo"})
+	a.svc, err = mfa.New(store, &mailer.Writer{W: out}, keys, mfa.Config{Issuer: "mfakit demo",
+		EmailResendInterval: o.emailInterval})
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -207,14 +208,40 @@ func (a *app) token(w http.ResponseWriter, r *http.Request) {
 			httpx.WriteProblem(w, httpx.NewProblem(http.StatusUnauthorized, httpx.CodeUnauthorized, "wrong username or password"))
 			return
 		}
-		token, ttl := a.id.issue(user)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "bearer", ExpiresIn: int(ttl.Seconds())})
+		// The password is right: the kit decides whether a second factor is due.
+		ch, err := a.svc.StartChallenge(r.Context(), user, a.id.email(user))
+		if err != nil {
+			httpx.DefaultErrorHandler(w, r, err)
+			return
+		}
+		if ch.Status != mfa.ChallengeNone {
+			a.api.WriteChallenge(w, ch)
+			return
+		}
+		a.writeToken(w, user, time.Time{})
+	case "state_token":
+		res, err := a.api.StateTokenGrant(r)
+		if err != nil {
+			httpx.DefaultErrorHandler(w, r, err)
+			return
+		}
+		mfaAt := time.Now()
+		if res.NeedsEnrollment {
+			// Let the user in to enroll; the session has not passed MFA.
+			mfaAt = time.Time{}
+		}
+		a.writeToken(w, res.User, mfaAt)
 	default:
 		httpx.WriteProblem(w, httpx.NewProblem(http.StatusBadRequest, httpx.CodeInvalidRequest,
-			"grant_type: must be password"))
+			"grant_type: must be password or state_token"))
 	}
+}
+
+func (a *app) writeToken(w http.ResponseWriter, user string, mfaAt time.Time) {
+	token, ttl := a.id.issue(user, mfaAt)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "bearer", ExpiresIn: int(ttl.Seconds())})
 }
 
 func (a *app) index(w http.ResponseWriter, r *http.Request) {

@@ -75,6 +75,7 @@ type identity struct {
 type session struct {
 	user    string
 	expires time.Time
+	mfaAt   time.Time // when the sign-in passed MFA; zero for password only
 }
 
 func newIdentity(users map[string]demoUser, clients map[string]string) *identity {
@@ -94,14 +95,15 @@ func (id *identity) checkPassword(name, password string) bool {
 	return equal(password, want) && ok
 }
 
-// issue mints a bearer token for user.
-func (id *identity) issue(user string) (string, time.Duration) {
+// issue mints a bearer token for user; mfaAt is when the sign-in passed
+// MFA (zero for a password-only sign-in).
+func (id *identity) issue(user string, mfaAt time.Time) (string, time.Duration) {
 	b := make([]byte, 32)
 	rand.Read(b)
 	token := base64.RawURLEncoding.EncodeToString(b)
 	id.mu.Lock()
 	defer id.mu.Unlock()
-	id.tokens[token] = session{user: user, expires: id.now().Add(id.ttl)}
+	id.tokens[token] = session{user: user, expires: id.now().Add(id.ttl), mfaAt: mfaAt}
 	return token, id.ttl
 }
 
@@ -118,11 +120,31 @@ func (id *identity) AuthenticateToken(_ context.Context, token string) (httpx.Us
 		return httpx.User{}, httpx.ErrUnauthorized
 	}
 	u := id.users[s.user]
+	hu := u.httpxUser()
+	hu.MFAAt = s.mfaAt
+	return hu, nil
+}
+
+func (u demoUser) httpxUser() httpx.User {
 	email := ""
 	if strings.Contains(u.name, "@") {
 		email = u.name
 	}
-	return httpx.User{Username: u.name, Email: email, Roles: u.roles}, nil
+	return httpx.User{Username: u.name, Email: email, Roles: u.roles}
+}
+
+// LookupUser implements httpx.UserLookup.
+func (id *identity) LookupUser(_ context.Context, name string) (httpx.User, error) {
+	u, ok := id.users[name]
+	if !ok {
+		return httpx.User{}, httpx.ErrUnauthorized
+	}
+	return u.httpxUser(), nil
+}
+
+// email returns the address of a known user.
+func (id *identity) email(name string) string {
+	return id.users[name].httpxUser().Email
 }
 
 // AuthenticateClient implements httpx.Authorizer.

@@ -30,6 +30,7 @@ const (
 // options is the demo's command line.
 type options struct {
 	addr, users, clients, db, keyFile string
+	emailInterval                     time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -41,6 +42,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.clients, "clients", defaultClients, "demo OAuth clients id:secret,...")
 	fs.StringVar(&o.db, "db", "mfakit-demo.db", "storage: empty = in memory; postgres://... = PostgreSQL; else a SQLite file")
 	fs.StringVar(&o.keyFile, "key-file", "", "file holding the hex AES-256 key that seals secrets (created if missing; default: the SQLite path + .key, or mfakit-demo.key)")
+	fs.DurationVar(&o.emailInterval, "email-interval", time.Minute, "least time between two email codes to one user")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

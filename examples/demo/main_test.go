@@ -89,9 +89,10 @@ func (d *demo) call(method, path, token, body string, header ...string) (int, []
 	return resp.StatusCode, b
 }
 
-func (d *demo) login(user, password string) string {
+// grant posts a token request with the demo client's credentials and
+// returns the status and the decoded JSON answer.
+func (d *demo) grant(form url.Values) (int, map[string]any) {
 	d.t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {password}}
 	req, _ := http.NewRequest("POST", d.srv.URL+"/oauth/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth("demo-client", "demo-secret")
@@ -100,11 +101,66 @@ func (d *demo) login(user, password string) string {
 		d.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var tok tokenResponse
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&tok) != nil || tok.TokenType != "bearer" || tok.ExpiresIn != 3600 {
-		d.t.Fatalf("login %s: status %d, %+v", user, resp.StatusCode, tok)
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// login signs in with a password only and returns the access token.
+func (d *demo) login(user, password string) string {
+	d.t.Helper()
+	status, out := d.grant(url.Values{"grant_type": {"password"}, "username": {user}, "password": {password}})
+	tok, _ := out["access_token"].(string)
+	if status != 200 || tok == "" || out["token_type"] != "bearer" || out["expires_in"] != 3600.0 {
+		d.t.Fatalf("login %s: status %d, %v", user, status, out)
 	}
-	return tok.AccessToken
+	return tok
+}
+
+// challenge signs in with a password and returns the state_token object.
+func (d *demo) challenge(user, password string) map[string]any {
+	d.t.Helper()
+	status, out := d.grant(url.Values{"grant_type": {"password"}, "username": {user}, "password": {password}})
+	st, ok := out["state_token"].(map[string]any)
+	if status != 200 || !ok || out["expires_in"] != 600.0 || st["expires_in"] != "600" || st["status"] != "VERIFY" {
+		d.t.Fatalf("password grant %s: status %d, %v", user, status, out)
+	}
+	return st
+}
+
+// complete sends grant_type=state_token and returns status and answer.
+func (d *demo) complete(token, code string, extra ...string) (int, map[string]any) {
+	d.t.Helper()
+	form := url.Values{"grant_type": {"state_token"}, "state_token": {token}, "totp": {code}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	return d.grant(form)
+}
+
+func (d *demo) basic(method, path, body string) (int, []byte) {
+	d.t.Helper()
+	req, _ := http.NewRequest(method, d.srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("demo-client", "demo-secret")
+	resp, err := d.srv.Client().Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+var printedCode = regexp.MustCompile(`verification code is:\s+(\d{6})`)
+
+// lastPrintedCode returns the code of the newest email the demo printed.
+func (d *demo) lastPrintedCode() string {
+	all := printedCode.FindAllStringSubmatch(d.out.String(), -1)
+	if len(all) == 0 {
+		d.t.Fatalf("no code printed:\n%s", d.out.String())
+	}
+	return all[len(all)-1][1]
 }
 
 func currentCode(t *testing.T, uri string) string {
@@ -115,48 +171,126 @@ func currentCode(t *testing.T, uri string) string {
 	return p.Code(secret, p.Step(time.Now()))
 }
 
+func codeAt(t *testing.T, uri string, offset int64) string {
+	secret, p, err := mfa.ParseKeyURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Code(secret, p.Step(time.Now())+offset)
+}
+
+// TestDemoJourney drives the whole product over HTTP: enrollment, the
+// login challenge, step-up, email, recovery codes, the lost-phone reset and
+// the admin reset (issues #2 and #6).
 func TestDemoJourney(t *testing.T) {
-	d := startDemo(t)
-	alice := d.login("alice@example.com", "alice-password")
+	d := startDemo(t, "-email-interval", "1ms")
+	alice := d.login("alice@example.com", "alice-password") // no factor yet: password only
 	admin := d.login("admin@example.com", "admin-password")
 
+	// Enroll the authenticator.
 	status, body := d.call("PUT", "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", alice, "", "Accept", "application/json")
 	if status != 200 {
 		t.Fatalf("QR: %d %s", status, body)
 	}
 	var qr struct{ Secret, OtpauthURL string }
 	json.Unmarshal(body, &qr)
-	code := currentCode(t, qr.OtpauthURL)
-	if status, body = d.call("PUT", "/users/mfa/verifyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, code)); status != 200 {
+	if status, body = d.call("PUT", "/users/mfa/verifyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, codeAt(t, qr.OtpauthURL, 0))); status != 200 {
 		t.Fatalf("verify: %d %s", status, body)
 	}
 
-	// Email: the code is printed in full, as a person would read it.
-	if status, body = d.call("PUT", "/oauth/users/mfa/enrollEmail?mfatype=EMAIL", alice, ""); status != 200 {
+	// Adding a second factor on a password-only session needs a step-up.
+	if status, body = d.call("PUT", "/oauth/users/mfa/enrollEmail?mfatype=EMAIL", alice, ""); status != 401 || !strings.Contains(string(body), "mfa_required") {
+		t.Fatalf("enrollEmail without step-up: %d %s", status, body)
+	}
+
+	// Login: password -> state token -> code -> access token.
+	st := d.challenge("alice@example.com", "alice-password")
+	if st["mfaType"] != "AUTHENTICATOR" {
+		t.Fatalf("state token = %v", st)
+	}
+	token := st["token"].(string)
+	if status, out := d.complete(token, "000000"); status != 400 || out["code"] != "invalid_code" {
+		if codeAt(t, qr.OtpauthURL, 1) != "000000" {
+			t.Fatalf("wrong code: %d %v", status, out)
+		}
+	}
+	// The enrollment code's step is used; the next step's code signs in.
+	status, out := d.complete(token, codeAt(t, qr.OtpauthURL, 1))
+	alice2, _ := out["access_token"].(string)
+	if status != 200 || alice2 == "" {
+		t.Fatalf("state_token grant: %d %v", status, out)
+	}
+	if status, out = d.complete(token, codeAt(t, qr.OtpauthURL, 1)); status != 400 || out["code"] != "invalid_token" {
+		t.Fatalf("state token used twice: %d %v", status, out)
+	}
+
+	// With the MFA session: email factor, verified from the printed email.
+	if status, body = d.call("PUT", "/oauth/users/mfa/enrollEmail?mfatype=EMAIL", alice2, ""); status != 200 {
 		t.Fatalf("enrollEmail: %d %s", status, body)
 	}
 	printed := d.out.String()
-	m := regexp.MustCompile(`verification code is:\s+(\d{6})`).FindStringSubmatch(printed)
-	if m == nil || !strings.Contains(printed, "To:      alice@example.com") || !strings.Contains(printed, "text/html") {
+	if !strings.Contains(printed, "To:      alice@example.com") || !strings.Contains(printed, "text/html") {
 		t.Fatalf("printed email:\n%s", printed)
 	}
-	if status, body = d.call("PUT", "/oauth/users/mfa/verifyEmail", alice, fmt.Sprintf(`{"mfatype":"EMAIL","totp":%q}`, m[1])); status != 200 {
+	if status, body = d.call("PUT", "/oauth/users/mfa/verifyEmail", alice2, fmt.Sprintf(`{"mfatype":"EMAIL","totp":%q}`, d.lastPrintedCode())); status != 200 {
 		t.Fatalf("verifyEmail: %d %s", status, body)
 	}
-	_, body = d.call("GET", "/oauth/users/mfaDetails", alice, "")
+	_, body = d.call("GET", "/oauth/users/mfaDetails", alice2, "")
 	if got := strings.TrimSpace(string(body)); got != `{"availables":["AUTHENTICATOR","EMAIL"],"details":{"AUTHENTICATOR":{"verified":true},"EMAIL":{"verified":true}}}` {
 		t.Fatalf("details = %s", got)
 	}
 
+	// Recovery codes: step-up required, shown once, counted.
+	if status, _ = d.call("POST", "/oauth/users/mfa/recoveryCodes", alice, ""); status != 401 {
+		t.Fatalf("recovery codes without step-up: %d", status)
+	}
+	status, body = d.call("POST", "/oauth/users/mfa/recoveryCodes", alice2, "")
+	var rc struct{ RecoveryCodes []string }
+	if json.Unmarshal(body, &rc); status != 200 || len(rc.RecoveryCodes) != 10 {
+		t.Fatalf("recovery codes: %d %s", status, body)
+	}
+	if _, body = d.call("GET", "/oauth/users/mfa/recoveryCodes", alice2, ""); !strings.Contains(string(body), `"remaining":10`) {
+		t.Fatalf("remaining: %s", body)
+	}
+
+	// Lost phone: a password alone never resets (S13)...
+	st = d.challenge("alice@example.com", "alice-password")
+	if status, body = d.basic("POST", "/users/mfa/resetMyQRCodeEnroll", fmt.Sprintf(`{"stateToken":%q,"mfatype":"EMAIL","password":"alice-password"}`, st["token"])); status != 400 {
+		t.Fatalf("reset with a password: %d %s", status, body)
+	}
+	// ...but the state token switched to EMAIL plus the emailed code does.
+	status, body = d.basic("PUT", "/oauth/users/mfa/challenge?mfatype=EMAIL", fmt.Sprintf(`{"stateToken":%q}`, st["token"]))
+	var sw struct {
+		StateToken map[string]any `json:"state_token"`
+	}
+	if json.Unmarshal(body, &sw); status != 200 || sw.StateToken["mfaType"] != "EMAIL" {
+		t.Fatalf("switch to EMAIL: %d %s", status, body)
+	}
+	if status, body = d.basic("POST", "/users/mfa/resetMyQRCodeEnroll", fmt.Sprintf(`{"stateToken":%q,"mfatype":"EMAIL","totp":%q}`, sw.StateToken["token"], d.lastPrintedCode())); status != 200 {
+		t.Fatalf("lost-phone reset: %d %s", status, body)
+	}
+	_, body = d.call("GET", "/oauth/users/mfaDetails", alice2, "")
+	if strings.Contains(string(body), "AUTHENTICATOR\":{") {
+		t.Fatalf("after lost-phone reset: %s", body)
+	}
+
+	// The next login is an EMAIL challenge; a recovery code completes it, once.
+	status, out = d.grant(url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {"alice-password"}})
+	st = out["state_token"].(map[string]any)
+	if st["mfaType"] != "EMAIL" {
+		t.Fatalf("state token after reset = %v", st)
+	}
+	if status, out = d.complete(st["token"].(string), rc.RecoveryCodes[0], "mfatype", "RECOVERY"); status != 200 {
+		t.Fatalf("recovery login: %d %v", status, out)
+	}
+
+	// Admin reset.
+	d.call("PUT", "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", alice2, "")
 	if status, _ = d.call("PUT", "/users/alice@example.com/mfa/resetQRCodeEnroll", alice, ""); status != 403 {
 		t.Fatalf("non-admin reset: %d", status)
 	}
 	if status, _ = d.call("PUT", "/users/alice@example.com/mfa/resetQRCodeEnroll", admin, ""); status != 200 {
 		t.Fatalf("admin reset: %d", status)
-	}
-	_, body = d.call("GET", "/oauth/users/mfaDetails", alice, "")
-	if strings.Contains(string(body), "AUTHENTICATOR\":{") {
-		t.Fatalf("after admin reset: %s", body)
 	}
 }
 
@@ -181,18 +315,24 @@ func TestDemoSurvivesRestart(t *testing.T) {
 	}
 
 	d2 := startDemo(t, "-db", db)
-	alice = d2.login("alice@example.com", "alice-password")
+	st := d2.challenge("alice@example.com", "alice-password") // the restarted demo knows her factor
+	if st["mfaType"] != "AUTHENTICATOR" {
+		t.Fatalf("after restart: %v", st)
+	}
+	status, out := d2.complete(st["token"].(string), p.Code(secret, step+1))
+	if alice, _ = out["access_token"].(string); status != 200 || alice == "" {
+		t.Fatalf("MFA login after restart: %d %v", status, out)
+	}
 	_, body = d2.call("GET", "/oauth/users/mfaDetails", alice, "")
 	if !strings.Contains(string(body), `"AUTHENTICATOR":{"verified":true}`) {
 		t.Fatalf("after restart: %s", body)
 	}
-	// The step used before the restart stays used; the next one proves the
-	// sealed secret still opens.
-	if status, _ := d2.call("POST", "/users/mfa/resetMyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, p.Code(secret, step))); status != 400 {
-		t.Fatalf("replay after restart: %d", status)
-	}
-	if status, body := d2.call("POST", "/users/mfa/resetMyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, p.Code(secret, step+1))); status != 200 {
-		t.Fatalf("reset with the next code after restart: %d %s", status, body)
+	// The MFA login above proved the sealed secret still opens; the steps
+	// used stay used across the restart.
+	for _, used := range []int64{step, step + 1} {
+		if status, _ := d2.call("POST", "/users/mfa/resetMyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, p.Code(secret, used))); status != 400 {
+			t.Fatalf("replay of step %d after restart: %d", used, status)
+		}
 	}
 }
 
@@ -235,6 +375,7 @@ func TestDemoTokenEndpoint(t *testing.T) {
 		{"c1", "s1", form, 401},
 		{"c1", "bad", "grant_type=password&username=me@example.com&password=pw", 401},
 		{"c1", "s1", "grant_type=client_credentials", 400},
+		{"c1", "s1", "grant_type=state_token&state_token=v1.x.AUTHENTICATOR.1.y&totp=123456", 400},
 		{"c1", "s1", "grant_type=password&username=me@example.com&password=pw", 200},
 	} {
 		req, _ := http.NewRequest("POST", d.srv.URL+"/oauth/token", strings.NewReader(c.form))

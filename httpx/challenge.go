@@ -1,0 +1,183 @@
+package httpx
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mfakit/mfakit/mfa"
+)
+
+// StateToken is the state_token object of the seed vendor's login answer.
+type StateToken struct {
+	MfaType   mfa.Factor `json:"mfaType,omitempty"`
+	ExpiresIn string     `json:"expires_in"`
+	Status    string     `json:"status"`
+	Token     string     `json:"token"`
+}
+
+// ChallengeResponse is what a host's token endpoint answers to a password
+// grant when a second factor is needed:
+// {"expires_in":600,"state_token":{"mfaType":"AUTHENTICATOR","expires_in":"600","status":"VERIFY","token":"..."}}.
+type ChallengeResponse struct {
+	ExpiresIn  int        `json:"expires_in"`
+	StateToken StateToken `json:"state_token"`
+}
+
+// NewChallengeResponse renders ch as the login answer, with lifetimes
+// counted from now.
+func NewChallengeResponse(ch mfa.Challenge, now time.Time) ChallengeResponse {
+	// Rounded up: the token's expiry is a whole second, so a fresh one
+	// reports the full lifetime.
+	secs := max(0, int((ch.ExpiresAt.Sub(now)+time.Second-1)/time.Second))
+	return ChallengeResponse{ExpiresIn: secs, StateToken: StateToken{MfaType: ch.Factor,
+		ExpiresIn: strconv.Itoa(secs), Status: string(ch.Status), Token: ch.Token}}
+}
+
+// WriteChallenge writes the state_token answer of ch (200, no-store). A
+// host's token endpoint calls it after checking the password when
+// mfa.Service.StartChallenge returned a status other than ChallengeNone.
+func (h *Handlers) WriteChallenge(w http.ResponseWriter, ch mfa.Challenge) {
+	writeJSON(w, http.StatusOK, NewChallengeResponse(ch, h.cfg.Now()))
+}
+
+// StateTokenGrant completes the second step of a sign-in from a token
+// request with grant_type=state_token: the form fields state_token and
+// totp (the code), and optionally mfatype=RECOVERY for a recovery code.
+// The caller has already checked the client credentials; it mints its
+// access token (with User.MFAAt = now) when this returns no error, and
+// otherwise writes the error with the ErrorHandler (or ProblemFor).
+func (h *Handlers) StateTokenGrant(r *http.Request) (mfa.LoginResult, error) {
+	r.Body = http.MaxBytesReader(nil, r.Body, h.cfg.MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		return mfa.LoginResult{}, NewProblem(http.StatusBadRequest, CodeInvalidRequest, "the body must be a form")
+	}
+	if got := r.PostForm.Get("grant_type"); got != "state_token" {
+		return mfa.LoginResult{}, invalidParam("grant_type", "must be state_token")
+	}
+	token := r.PostForm.Get("state_token")
+	if token == "" {
+		return mfa.LoginResult{}, invalidParam("state_token", "is required")
+	}
+	proof := mfa.Proof{Factor: mfa.Factor(r.PostForm.Get("mfatype")), Code: r.PostForm.Get("totp")}
+	switch {
+	case proof.Factor != "" && proof.Factor != mfa.Recovery && !proof.Factor.Valid():
+		return mfa.LoginResult{}, invalidParam("mfatype", "must be AUTHENTICATOR, EMAIL or RECOVERY")
+	case proof.Factor == mfa.Recovery && (proof.Code == "" || len(proof.Code) > 32):
+		return mfa.LoginResult{}, invalidParam("totp", "must be a recovery code")
+	case proof.Factor != mfa.Recovery && proof.Code != "" && !isOTP(proof.Code):
+		return mfa.LoginResult{}, invalidParam("totp", "must be 6 to 8 digits")
+	}
+	ctx := mfa.WithRequestInfo(r.Context(), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r)})
+	return h.svc.CompleteChallenge(ctx, token, proof)
+}
+
+type switchRequest struct {
+	StateToken string `json:"stateToken" validate:"required,max=1024"`
+}
+
+// SwitchChallenge serves PUT challenge?mfatype=EMAIL (a kit extension):
+// with Basic client credentials and {"stateToken":"..."} it trades a
+// sign-in's state token for an EMAIL challenge (sending the code), for a
+// user who cannot use their authenticator. The answer is the state_token
+// object of the login flow; the old token stops working.
+func (h *Handlers) SwitchChallenge() http.Handler {
+	return h.endpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request) {
+		if _, err := h.auth.CheckClient(r); err != nil {
+			if errors.Is(err, ErrUnauthorized) {
+				w.Header().Set("WWW-Authenticate", `Basic realm="mfakit"`)
+			}
+			h.fail(w, r, err)
+			return
+		}
+		if err := requireQuery(r, mfa.Email); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		var req switchRequest
+		if err := decodeJSON(r, h.cfg.MaxBodyBytes, &req, false); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		email, err := h.emailOf(r, req.StateToken)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		ch, err := h.svc.SwitchChallenge(r.Context(), req.StateToken, mfa.Email, email)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		h.WriteChallenge(w, ch)
+	})
+}
+
+// emailOf asks the Authorizer for the address of the user a state token
+// claims, when it can tell (the optional UserLookup interface).
+func (h *Handlers) emailOf(r *http.Request, token string) (string, error) {
+	lookup, ok := h.auth.authz.(UserLookup)
+	if !ok {
+		return "", mfa.ErrNoEmail
+	}
+	user, err := mfa.TokenUser(token)
+	if err != nil {
+		return "", err
+	}
+	u, err := lookup.LookupUser(r.Context(), user)
+	if err != nil {
+		return "", err
+	}
+	return u.Email, nil
+}
+
+// UserLookup is an optional Authorizer capability: finding a user by name,
+// for flows where the caller holds no user token (sending the email code
+// of a switched sign-in challenge).
+type UserLookup interface {
+	// LookupUser returns the user named username, or an error wrapping
+	// ErrUnauthorized when there is none.
+	LookupUser(ctx context.Context, username string) (User, error)
+}
+
+// RecoveryCodesResponse is the body of POST recoveryCodes: the new codes,
+// shown this once.
+type RecoveryCodesResponse struct {
+	RecoveryCodes []string `json:"recoveryCodes"`
+}
+
+// RecoveryStatusResponse is the body of GET recoveryCodes.
+type RecoveryStatusResponse struct {
+	Remaining int `json:"remaining"`
+}
+
+// RecoveryCodes serves /oauth/users/mfa/recoveryCodes (a kit extension):
+// GET answers how many unused codes the caller has; POST generates a new
+// set (invalidating the old), which needs a recent MFA (step-up), and
+// answers the codes once with Cache-Control: no-store.
+func (h *Handlers) RecoveryCodes() http.Handler {
+	return h.userEndpoint("GET, POST", func(w http.ResponseWriter, r *http.Request, u User) {
+		if r.Method == http.MethodGet {
+			n, err := h.svc.RecoveryCodesLeft(r.Context(), u.Username)
+			if err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, RecoveryStatusResponse{Remaining: n})
+			return
+		}
+		if err := h.auth.CheckMFA(r, h.cfg.StepUpMaxAge); err != nil {
+			h.auth.stepUp(w, r, err)
+			return
+		}
+		codes, err := h.svc.GenerateRecoveryCodes(r.Context(), u.Username)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		w.Header().Set("Pragma", "no-cache")
+		writeJSON(w, http.StatusOK, RecoveryCodesResponse{RecoveryCodes: codes})
+	})
+}

@@ -1,0 +1,182 @@
+package httpx_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mfakit/mfakit/httpx"
+	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/storage"
+	"github.com/mfakit/mfakit/storage/memstore"
+)
+
+func init() {
+	testUsers["alice-mfa"] = httpx.User{Username: "alice@example.com", Email: "alice@example.com",
+		Roles: []string{"ROLE_USER"}, MFAAt: time.Now()}
+	testUsers["alice-stale"] = httpx.User{Username: "alice@example.com", Email: "alice@example.com",
+		Roles: []string{"ROLE_USER"}, MFAAt: time.Now().Add(-time.Hour)}
+}
+
+// grantServer mounts StateTokenGrant on a test token endpoint.
+func (e *env) grant(t *testing.T, h *httpx.Handlers, form url.Values) response {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := h.StateTokenGrant(r)
+		if err != nil {
+			httpx.DefaultErrorHandler(w, r, err)
+			return
+		}
+		json.NewEncoder(w).Encode(res)
+	}))
+	defer srv.Close()
+	resp, err := srv.Client().PostForm(srv.URL, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return response{resp.StatusCode, resp.Header, []byte(b.String())}
+}
+
+func TestStateTokenGrant(t *testing.T) {
+	e := newEnv(t, nil)
+	h := httpx.New(e.svc, authz{users: testUsers}, httpx.Config{})
+	uri := e.enrollQR("alice-token")
+	e.advance(30 * time.Second)
+	ctx := context.Background()
+	ch, err := e.svc.StartChallenge(ctx, "alice@example.com", "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The login answer of the seed vendor's flow.
+	rec := httptest.NewRecorder()
+	h.WriteChallenge(rec, ch)
+	var answer httpx.ChallengeResponse
+	json.Unmarshal(rec.Body.Bytes(), &answer)
+	if rec.Header().Get("Cache-Control") != "no-store" || answer.StateToken.Status != "VERIFY" ||
+		answer.StateToken.MfaType != mfa.Authenticator || answer.StateToken.Token != ch.Token || answer.ExpiresIn <= 0 {
+		t.Fatalf("challenge answer %s", rec.Body)
+	}
+
+	form := func(code string) url.Values {
+		return url.Values{"grant_type": {"state_token"}, "state_token": {ch.Token}, "totp": {code}}
+	}
+	expect(t, e.grant(t, h, url.Values{"grant_type": {"password"}}), 400, "invalid_request")
+	expect(t, e.grant(t, h, url.Values{"grant_type": {"state_token"}}), 400, "invalid_request")
+	expect(t, e.grant(t, h, form("12ab56")), 400, "invalid_request")
+	wrong := "000000"
+	if wrong == e.codeFor(uri, 0) {
+		wrong = "999999"
+	}
+	expect(t, e.grant(t, h, form(wrong)), 400, "invalid_code")
+	r := e.grant(t, h, form(e.codeFor(uri, 0)))
+	expect(t, r, 200, "")
+	if !strings.Contains(string(r.body), `"User":"alice@example.com"`) {
+		t.Fatalf("result %s", r.body)
+	}
+	expect(t, e.grant(t, h, form(e.codeFor(uri, 1))), 400, "invalid_token")
+
+	// An expired state token is refused.
+	ch, _ = e.svc.StartChallenge(ctx, "alice@example.com", "")
+	e.advance(11 * time.Minute)
+	expect(t, e.grant(t, h, form(e.codeFor(uri, 0))), 400, "token_expired")
+}
+
+func TestStepUp(t *testing.T) {
+	e := newEnv(t, nil)
+	e.enrollQR("alice-token")
+	// A second factor needs a recent MFA; the first did not.
+	r := e.do(request{method: "PUT", path: enrollEmail, token: "alice-token"})
+	expect(t, r, 401, "mfa_required")
+	if !strings.Contains(r.header.Get("WWW-Authenticate"), `error="insufficient_user_authentication"`) ||
+		!strings.Contains(r.header.Get("WWW-Authenticate"), "max_age=600") {
+		t.Fatalf("WWW-Authenticate = %q", r.header.Get("WWW-Authenticate"))
+	}
+	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-stale"}), 401, "mfa_required")
+	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-mfa"}), 200, "")
+
+	// RequireMFA on a host route, and its Check beside it.
+	h := httpx.New(e.svc, authz{users: testUsers}, httpx.Config{})
+	protected := h.Auth().RequireMFA(5 * time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("secret page"))
+	}))
+	for token, want := range map[string]int{"": 401, "alice-token": 401, "alice-stale": 401, "alice-mfa": 200} {
+		req := httptest.NewRequest("GET", "/admin", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		protected.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("RequireMFA with %q: %d, want %d", token, rec.Code, want)
+		}
+		if err := h.Auth().CheckMFA(req, 5*time.Minute); (err == nil) != (want == 200) {
+			t.Errorf("CheckMFA with %q: %v", token, err)
+		}
+	}
+}
+
+func TestRecoveryCodeEndpoints(t *testing.T) {
+	e := newEnv(t, nil)
+	const path = "/oauth/users/mfa/recoveryCodes"
+	expect(t, e.do(request{method: "POST", path: path, token: "alice-mfa"}), 409, "not_enrolled")
+	e.enrollQR("alice-token")
+	expect(t, e.do(request{method: "POST", path: path, token: "alice-token"}), 401, "mfa_required")
+	r := e.do(request{method: "POST", path: path, token: "alice-mfa"})
+	expect(t, r, 200, "")
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Fatal("S20: recovery codes may be cached")
+	}
+	var rc httpx.RecoveryCodesResponse
+	json.Unmarshal(r.body, &rc)
+	if len(rc.RecoveryCodes) != 10 {
+		t.Fatalf("codes %s", r.body)
+	}
+	if r = e.do(request{method: "GET", path: path, token: "alice-token"}); !strings.Contains(string(r.body), `"remaining":10`) {
+		t.Fatalf("remaining %s", r.body)
+	}
+	// A recovery code proves a self reset, once.
+	body := `{"mfatype":"RECOVERY","totp":"` + rc.RecoveryCodes[3] + `"}`
+	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: body}), 200, "")
+	e.enrollQR("alice-token")
+	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: body}), 400, "invalid_code")
+	expect(t, e.do(request{method: "DELETE", path: path, token: "alice-token"}), 405, "method_not_allowed")
+	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: `{"mfatype":"EMAIL","totp":"123456"}`}), 400, "invalid_request")
+}
+
+// storeWithoutRecovery hides the optional RecoveryStore capability.
+type storeWithoutRecovery struct{ storage.Store }
+
+func TestRecoveryUnsupported(t *testing.T) {
+	e := newEnv(t, storeWithoutRecovery{memstore.New()})
+	expect(t, e.do(request{method: "GET", path: "/oauth/users/mfa/recoveryCodes", token: "alice-token"}), 501, "recovery_unsupported")
+}
+
+func TestSwitchChallenge(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	e.enrollQR("alice-token")
+	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-mfa"}), 200, "")
+	expect(t, e.do(request{method: "PUT", path: verifyEmail, token: "alice-mfa", body: verifyBody("EMAIL", e.mail.LastCode("alice@example.com"))}), 200, "")
+	ch, _ := e.svc.StartChallenge(ctx, "alice@example.com", "alice@example.com")
+	client := [2]string{"demo-client", "demo-secret"}
+	body := `{"stateToken":"` + ch.Token + `"}`
+	const path = "/oauth/users/mfa/challenge?mfatype=EMAIL"
+	expect(t, e.do(request{method: "PUT", path: path, body: body}), 401, "unauthorized")
+	// The test Authorizer cannot look users up: no address to send to.
+	expect(t, e.do(request{method: "PUT", path: path, basic: client, body: body}), 409, "no_email")
+}
