@@ -154,6 +154,20 @@ func TestRecoveryCodeEndpoints(t *testing.T) {
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: body}), 200, "")
 	e.enrollQR("alice-token")
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: body}), 400, "invalid_code")
+	// Lost phone: client credentials, the sign-in's state token and a
+	// recovery code reset the authenticator; a password alone does not.
+	ch, err := e.svc.StartChallenge(context.Background(), "alice@example.com", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := [2]string{"demo-client", "demo-secret"}
+	expect(t, e.do(request{method: "POST", path: resetMyPath, basic: client,
+		body: `{"stateToken":"` + ch.Token + `","password":"alice-password"}`}), 400, "invalid_request")
+	expect(t, e.do(request{method: "POST", path: resetMyPath, basic: client,
+		body: `{"stateToken":"` + ch.Token + `","mfatype":"RECOVERY","totp":"` + rc.RecoveryCodes[5] + `"}`}), 200, "")
+	if r = e.do(request{method: "GET", path: detailsPath, token: "alice-token"}); !strings.Contains(string(r.body), `"details":{}`) {
+		t.Fatalf("after the lost-phone reset: %s", r.body)
+	}
 	expect(t, e.do(request{method: "DELETE", path: path, token: "alice-token"}), 405, "method_not_allowed")
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: `{"mfatype":"EMAIL","totp":"123456"}`}), 400, "invalid_request")
 }
