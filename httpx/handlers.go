@@ -110,7 +110,8 @@ func (h *Handlers) userEndpoint(method string, fn func(w http.ResponseWriter, r 
 			h.auth.unauthorized(w, r, err)
 			return
 		}
-		fn(w, r.WithContext(WithUser(r.Context(), u)), u)
+		ctx := mfa.WithRequestInfo(WithUser(r.Context(), u), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r), Email: u.Email})
+		fn(w, r.WithContext(ctx), u)
 	})
 }
 
@@ -371,6 +372,7 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 				return
 			}
 			user = u.Username
+			r = r.WithContext(mfa.WithRequestInfo(r.Context(), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r), Email: u.Email}))
 		} else {
 			if _, err := h.auth.CheckClient(r); err != nil {
 				if errors.Is(err, ErrUnauthorized) {

@@ -95,3 +95,28 @@ func mustBuiltin(name string) *Template {
 // DefaultCodeTemplate is the built-in email that carries a one-time code;
 // it receives CodeData.
 var DefaultCodeTemplate = mustBuiltin("code")
+
+// NoticeData is what the change-notice templates receive (S17).
+type NoticeData struct {
+	// Product is the issuer name shown to the user.
+	Product string
+	// User is the recipient's username.
+	User string
+	// Change is "added" or "removed".
+	Change string
+	// FactorName names the factor for people, e.g. "an authenticator app".
+	FactorName string
+	// Actor says who acted: "You" or "An administrator (name)".
+	Actor string
+	// Time is when the change happened.
+	Time time.Time
+	// ReportTo is whom to tell about a change the user did not make.
+	ReportTo string
+}
+
+// When formats Time for the message, in UTC.
+func (d NoticeData) When() string { return d.Time.UTC().Format("Mon, 2 Jan 2006 15:04 MST") }
+
+// DefaultNoticeTemplate is the built-in notice sent when a factor is added
+// or removed; it receives NoticeData.
+var DefaultNoticeTemplate = mustBuiltin("notice")

@@ -93,6 +93,17 @@ type Config struct {
 	// CodeTemplate renders the email that carries a one-time code.
 	// Default mailer.DefaultCodeTemplate.
 	CodeTemplate *mailer.Template
+	// NoticeTemplate renders the notice sent when a factor is added or
+	// removed (S17). Default mailer.DefaultNoticeTemplate.
+	NoticeTemplate *mailer.Template
+	// Directory finds a user's email address for change notices when the
+	// request does not carry it (an admin reset, say). Default none: such
+	// notices go to the address in the request context, or are skipped
+	// with a warning in the log.
+	Directory Directory
+	// ReportTo is whom a change notice tells the user to contact about a
+	// change they did not make. Default "your administrator".
+	ReportTo string
 
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -197,6 +208,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CodeTemplate == nil {
 		c.CodeTemplate = mailer.DefaultCodeTemplate
 	}
+	if c.NoticeTemplate == nil {
+		c.NoticeTemplate = mailer.DefaultNoticeTemplate
+	}
+	if c.ReportTo == "" {
+		c.ReportTo = "your administrator"
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -214,4 +231,10 @@ func positive(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// Directory finds users' email addresses.
+type Directory interface {
+	// EmailOf returns user's email address, or "" when it has none.
+	EmailOf(ctx context.Context, user string) (string, error)
 }

@@ -76,6 +76,9 @@ type RequestInfo struct {
 	ClientIP string
 	// Actor is the authenticated caller, when it differs from the user.
 	Actor string
+	// Email is the caller's own email address, where change notices about
+	// the caller's own account go.
+	Email string
 }
 
 // WithRequestInfo returns ctx carrying info for audit events.

@@ -202,6 +202,7 @@ func (s *Service) VerifyAuthenticator(ctx context.Context, user, code string) er
 		return s.internal(ctx, "confirm authenticator", err)
 	}
 	s.succeed(ctx, user, Authenticator, EventEnrollVerified)
+	s.notify(ctx, user, Authenticator, "added")
 	return nil
 }
 
@@ -297,7 +298,44 @@ func (s *Service) removeAuthenticator(ctx context.Context, user string, typ Even
 		return err
 	}
 	s.emit(ctx, typ, user, Authenticator, "")
+	s.notify(ctx, user, Authenticator, "removed")
 	return nil
+}
+
+var factorNames = map[Factor]string{Authenticator: "an authenticator app", Email: "email codes"}
+
+// notify emails the user a notice that a factor was added or removed
+// (S17), saying how to report a change they did not make. The change has
+// happened already, so a failure to notify is logged, not returned.
+func (s *Service) notify(ctx context.Context, user string, f Factor, change string) {
+	info := requestInfo(ctx)
+	address := ""
+	if info.Actor == "" || info.Actor == user {
+		address = info.Email
+	}
+	if address == "" && s.cfg.Directory != nil {
+		var err error
+		if address, err = s.cfg.Directory.EmailOf(ctx, user); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "mfa: change notice: address lookup failed", "err", err)
+			return
+		}
+	}
+	if address == "" {
+		s.cfg.Logger.WarnContext(ctx, "mfa: change notice not sent: no email address", "change", change, "factor", string(f))
+		return
+	}
+	actor := "You"
+	if info.Actor != "" && info.Actor != user {
+		actor = "An administrator (" + info.Actor + ")"
+	}
+	msg, err := s.cfg.NoticeTemplate.Render(address, mailer.NoticeData{Product: s.cfg.Issuer, User: user,
+		Change: change, FactorName: factorNames[f], Actor: actor, Time: s.cfg.Now(), ReportTo: s.cfg.ReportTo})
+	if err == nil {
+		err = s.mail.Send(context.WithoutCancel(ctx), msg)
+	}
+	if err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "mfa: change notice not sent", "err", err)
+	}
 }
 
 // Principal is an authenticated caller and the roles the host gives it.
@@ -319,7 +357,7 @@ func (s *Service) AdminResetAuthenticator(ctx context.Context, admin Principal, 
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	ctx = WithRequestInfo(ctx, RequestInfo{ClientIP: requestInfo(ctx).ClientIP, Actor: admin.Username})
+	ctx = WithRequestInfo(ctx, RequestInfo{ClientIP: requestInfo(ctx).ClientIP, Actor: admin.Username, Email: requestInfo(ctx).Email})
 	return s.removeAuthenticator(ctx, user, EventAdminReset)
 }
 
@@ -400,6 +438,7 @@ func (s *Service) VerifyEmail(ctx context.Context, user, code string) error {
 		return s.internal(ctx, "confirm email", err)
 	}
 	s.succeed(ctx, user, Email, EventEnrollVerified)
+	s.notify(ctx, user, Email, "added")
 	return nil
 }
 

@@ -53,7 +53,7 @@ func newApp(o options, out io.Writer) (*app, error) {
 		return nil, err
 	}
 	a.svc, err = mfa.New(store, &mailer.Writer{W: out}, keys, mfa.Config{Issuer: "mfakit demo",
-		EmailResendInterval: o.emailInterval})
+		EmailResendInterval: o.emailInterval, Directory: a.id, Events: mfa.SlogEvents(slog.Default())})
 	if err != nil {
 		a.Close()
 		return nil, err

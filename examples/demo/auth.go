@@ -147,6 +147,11 @@ func (id *identity) email(name string) string {
 	return id.users[name].httpxUser().Email
 }
 
+// EmailOf implements mfa.Directory, for change notices after admin resets.
+func (id *identity) EmailOf(_ context.Context, name string) (string, error) {
+	return id.email(name), nil
+}
+
 // AuthenticateClient implements httpx.Authorizer.
 func (id *identity) AuthenticateClient(_ context.Context, clientID, secret string) error {
 	want, ok := id.clients[clientID]
