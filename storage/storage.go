@@ -234,6 +234,17 @@ type RecoveryStore interface {
 	RecoveryCodesLeft(ctx context.Context, user string) (int, error)
 }
 
+// Resealer is an optional Store capability used after a key rotation: the
+// domain re-encrypts a secret it opened with an old key under the current
+// one. All backends of this module implement it.
+type Resealer interface {
+	// ResealSecret sets Secret and KeyID of the enrollment of (user,
+	// factor) if its ID is id and its KeyID is oldKeyID, and returns
+	// ErrNotFound (changing nothing) otherwise, so a concurrent reset or
+	// re-enrollment is never overwritten. Atomic.
+	ResealSecret(ctx context.Context, user string, factor Factor, id, oldKeyID string, secret []byte, keyID string) error
+}
+
 // Cleaner is implemented by Stores whose expired records stay until removed.
 // Hosts call DeleteExpired on a schedule (say, hourly).
 type Cleaner interface {

@@ -44,6 +44,7 @@ var (
 	_ storage.Store         = (*Store)(nil)
 	_ storage.Cleaner       = (*Store)(nil)
 	_ storage.RecoveryStore = (*Store)(nil)
+	_ storage.Resealer      = (*Store)(nil)
 )
 
 // New returns an empty Store. State is split into shards by user so that
@@ -369,4 +370,21 @@ func (s *Store) RecoveryCodesLeft(ctx context.Context, user string) (int, error)
 	}
 	defer sh.mu.Unlock()
 	return len(sh.recovery[user]), nil
+}
+
+// ResealSecret implements storage.Resealer.
+func (s *Store) ResealSecret(ctx context.Context, user string, factor storage.Factor, id, oldKeyID string, secret []byte, keyID string) error {
+	sh, err := s.lock(ctx, user)
+	if err != nil {
+		return err
+	}
+	defer sh.mu.Unlock()
+	k := factorKey{user, factor}
+	e, ok := sh.enrollments[k]
+	if !ok || e.ID != id || e.KeyID != oldKeyID {
+		return storage.ErrNotFound
+	}
+	e.Secret, e.KeyID = bytes.Clone(secret), keyID
+	sh.enrollments[k] = e
+	return nil
 }

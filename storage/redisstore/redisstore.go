@@ -49,6 +49,7 @@ type Store struct {
 var (
 	_ storage.Store         = (*Store)(nil)
 	_ storage.RecoveryStore = (*Store)(nil)
+	_ storage.Resealer      = (*Store)(nil)
 )
 
 // New returns a Store on rdb.
@@ -406,4 +407,16 @@ func (s *Store) RecoveryCodesLeft(ctx context.Context, user string) (int, error)
 		return 0, wrap("recovery codes left", err)
 	}
 	return int(n), nil
+}
+
+var resealScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'id', 'k')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'NOTFOUND' end
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'k', ARGV[4])
+return 'OK'`)
+
+// ResealSecret implements storage.Resealer in one script.
+func (s *Store) ResealSecret(ctx context.Context, user string, factor storage.Factor, id, oldKeyID string, secret []byte, keyID string) error {
+	res, err := resealScript.Run(ctx, s.rdb, []string{s.enrollmentKey(user, factor)}, id, oldKeyID, secret, keyID).Result()
+	return outcome("reseal secret", res, err)
 }

@@ -52,6 +52,7 @@ var (
 	_ storage.Store         = (*Store)(nil)
 	_ storage.Cleaner       = (*Store)(nil)
 	_ storage.RecoveryStore = (*Store)(nil)
+	_ storage.Resealer      = (*Store)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
@@ -441,4 +442,17 @@ func (s *Store) RecoveryCodesLeft(ctx context.Context, user string) (int, error)
 		return 0, wrap("recovery codes left", err)
 	}
 	return n, nil
+}
+
+// ResealSecret implements storage.Resealer with one conditional UPDATE.
+func (s *Store) ResealSecret(ctx context.Context, user string, factor storage.Factor, id, oldKeyID string, secret []byte, keyID string) error {
+	n, err := s.exec(ctx, "reseal secret", "UPDATE "+s.enrollments+" SET secret = ?, key_id = ?"+
+		" WHERE username = ? AND factor = ? AND id = ? AND key_id = ?", secret, keyID, user, string(factor), id, oldKeyID)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
 }

@@ -49,6 +49,30 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Cleaner", func(t *testing.T) { testCleaner(t, newStore) })
 	t.Run("Interrupted", func(t *testing.T) { testInterrupted(t, newStore) })
 	t.Run("RecoveryCodes", func(t *testing.T) { testRecovery(t, newStore) })
+	t.Run("Reseal", func(t *testing.T) { testReseal(t, newStore) })
+}
+
+func testReseal(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	r, ok := s.(storage.Resealer)
+	if !ok {
+		t.Skip("the store cannot reseal secrets (no storage.Resealer)")
+	}
+	e := pending("u", storage.Authenticator, "id")
+	must(t, s.BeginEnrollment(ctx, e))
+	must(t, s.ConfirmEnrollment(ctx, "u", storage.Authenticator, "id", 5, base))
+	wantErr(t, r.ResealSecret(ctx, "u", storage.Authenticator, "other-id", "k1", []byte("new"), "k2"), storage.ErrNotFound)
+	wantErr(t, r.ResealSecret(ctx, "u", storage.Authenticator, "id", "k0", []byte("new"), "k2"), storage.ErrNotFound)
+	wantErr(t, r.ResealSecret(ctx, "nobody", storage.Authenticator, "id", "k1", []byte("new"), "k2"), storage.ErrNotFound)
+	must(t, r.ResealSecret(ctx, "u", storage.Authenticator, "id", "k1", []byte("resealed"), "k2"))
+	got, err := s.Enrollment(ctx, "u", storage.Authenticator)
+	must(t, err)
+	if string(got.Secret) != "resealed" || got.KeyID != "k2" || !got.Verified || got.LastStep != 5 {
+		t.Fatalf("after reseal: %+v", got)
+	}
+	// The second of two racing reseals finds the key id changed.
+	wantErr(t, r.ResealSecret(ctx, "u", storage.Authenticator, "id", "k1", []byte("again"), "k2"), storage.ErrNotFound)
 }
 
 func testRecovery(t *testing.T, newStore NewStore) {
