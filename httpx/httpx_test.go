@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,9 +33,15 @@ type authz struct {
 	users map[string]httpx.User
 }
 
+// expiredTokens are refused as a real Authorizer refuses a lapsed session.
+var expiredTokens = map[string]bool{}
+
 func (a authz) AuthenticateToken(_ context.Context, token string) (httpx.User, error) {
 	if token == "broken" {
 		return httpx.User{}, errors.New("identity backend down: secret detail")
+	}
+	if expiredTokens[token] {
+		return httpx.User{}, fmt.Errorf("session expired: %w", httpx.ErrUnauthorized)
 	}
 	u, ok := a.users[token]
 	if !ok {
@@ -80,12 +87,13 @@ func newEnv(t *testing.T, store storage.Store) *env {
 		store = memstore.New()
 	}
 	e := &env{t: t, mail: &mailertest.Recorder{}, store: store, now: time.Now().Truncate(30 * time.Second).Add(5 * time.Second)}
-	svc, err := mfa.New(store, e.mail, mfa.NewRandomKeyring(), mfa.Config{Issuer: "Acme", Now: e.clock})
+	svc, err := mfa.New(store, e.mail, mfa.NewRandomKeyring(), mfa.Config{Issuer: "Acme", Now: e.clock,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.svc = svc
-	h := httpx.New(svc, authz{users: testUsers}, httpx.Config{})
+	h := httpx.New(svc, authz{users: testUsers}, httpx.Config{Logger: slog.New(slog.DiscardHandler)})
 	e.srv = httptest.NewServer(h.Handler())
 	t.Cleanup(e.srv.Close)
 	return e
