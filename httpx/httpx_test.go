@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -531,6 +532,12 @@ func TestClientIP(t *testing.T) {
 	r.Header.Set("X-Forwarded-For", "198.51.100.1")
 	if got := h.Auth().ClientIP(r); got != "203.0.113.9" {
 		t.Fatalf("untrusted peer: ClientIP = %s", got)
+	}
+	trusted := httpx.New(nil, authz{}, httpx.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	r.RemoteAddr = "10.0.0.1:443"
+	r.Header.Set("X-Forwarded-For", "203.0.113.50, 198.51.100.1, 10.0.0.2")
+	if got := trusted.Auth().ClientIP(r); got != "198.51.100.1" {
+		t.Fatalf("behind trusted proxies: ClientIP = %s, want the nearest untrusted hop", got)
 	}
 }
 
