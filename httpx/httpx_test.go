@@ -544,3 +544,17 @@ func TestClientIP(t *testing.T) {
 type jsonRaw = json.RawMessage
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// An undeliverable code answers 503 mail_unavailable and does not block
+// the next request.
+func TestMailUnavailable(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mail.SetErr(errors.New("smtp: 421 service not available"))
+	r := e.do(request{method: "PUT", path: enrollEmail, token: "bob-token"})
+	expect(t, r, 503, "mail_unavailable")
+	if r.header.Get("Retry-After") == "" || strings.Contains(string(r.body), "421") {
+		t.Fatalf("503 answer: %v %s", r.header, r.body)
+	}
+	e.mail.SetErr(nil)
+	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "bob-token"}), 200, "")
+}

@@ -64,6 +64,7 @@ const (
 	CodeInvalidToken         = "invalid_token"
 	CodeTokenExpired         = "token_expired"
 	CodeRecoveryUnsupported  = "recovery_unsupported"
+	CodeMailUnavailable      = "mail_unavailable"
 )
 
 var titles = map[string]string{
@@ -91,6 +92,7 @@ var titles = map[string]string{
 	CodeInvalidToken:         "Invalid state token",
 	CodeTokenExpired:         "State token expired",
 	CodeRecoveryUnsupported:  "Recovery codes unavailable",
+	CodeMailUnavailable:      "Email could not be delivered",
 }
 
 // NewProblem returns the problem of the given status and code.
@@ -125,6 +127,11 @@ func ProblemFor(err error) *Problem {
 		return NewProblem(http.StatusBadRequest, CodeInvalidToken, "the state token is not valid; sign in again")
 	case errors.Is(err, mfa.ErrTokenExpired):
 		return NewProblem(http.StatusBadRequest, CodeTokenExpired, "the state token has expired; sign in again")
+	case errors.Is(err, mfa.ErrMailUnavailable):
+		p = NewProblem(http.StatusServiceUnavailable, CodeMailUnavailable,
+			"the email with the code could not be sent; try again shortly")
+		p.retryAfter = 30 * time.Second
+		return p
 	case errors.Is(err, mfa.ErrRecoveryUnsupported):
 		return NewProblem(http.StatusNotImplemented, CodeRecoveryUnsupported, "this server keeps no recovery codes")
 	case errors.Is(err, ErrUnauthorized):
@@ -170,7 +177,7 @@ func WriteProblem(w http.ResponseWriter, p *Problem) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if p.Status == http.StatusTooManyRequests {
+	if p.Status == http.StatusTooManyRequests || p.retryAfter > 0 {
 		secs := max(1, int64(math.Ceil(p.retryAfter.Seconds())))
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	}

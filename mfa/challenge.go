@@ -2,6 +2,7 @@ package mfa
 
 import (
 	"context"
+	"fmt"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -289,8 +290,15 @@ func (s *Service) sendCode(ctx context.Context, user, address, purpose string, e
 		return s.internal(ctx, "render email", err)
 	}
 	if err := s.mail.Send(ctx, msg); err != nil {
-		_ = s.store.DeleteCode(context.WithoutCancel(ctx), user, purpose)
-		return s.internal(ctx, "send email", err)
+		// Undelivered: drop the code and give the send back, so nothing
+		// usable lingers and the user's next request is not held back.
+		bg := context.WithoutCancel(ctx)
+		_ = s.store.DeleteCode(bg, user, purpose)
+		if r, ok := s.store.(storage.SendReleaser); ok {
+			_ = r.ReleaseSend(bg, "email:"+user, now)
+		}
+		s.cfg.Logger.ErrorContext(ctx, "mfa: email not delivered", "err", err)
+		return fmt.Errorf("%w: %w", ErrMailUnavailable, err)
 	}
 	s.emit(ctx, EventEmailSent, user, Email, "")
 	return nil

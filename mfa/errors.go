@@ -33,6 +33,9 @@ var (
 	ErrInvalidUser = errors.New("mfa: invalid username")
 	// ErrNoEmail: the user has no email address to send a code to.
 	ErrNoEmail = errors.New("mfa: no email address for user")
+	// ErrMailUnavailable: the Mailer could not deliver the code; nothing was
+	// kept and the user may ask again at once. It wraps the Mailer's error.
+	ErrMailUnavailable = errors.New("mfa: email could not be delivered")
 	// ErrEmailOnly: policy refuses email as the user's only factor (S11).
 	ErrEmailOnly = errors.New("mfa: email cannot be the only factor")
 )

@@ -374,12 +374,17 @@ func TestEmailEnrollment(t *testing.T) {
 func TestEmailDeliveryFailure(t *testing.T) {
 	f := newFixture(t, mfa.Config{})
 	ctx := context.Background()
-	f.mail.Err = errors.New("smtp down")
-	if err := f.svc.BeginEmail(ctx, "erin", "erin@example.com"); err == nil || errors.Is(err, mfa.ErrRateLimited) {
+	f.mail.SetErr(errors.New("smtp down"))
+	if err := f.svc.BeginEmail(ctx, "erin", "erin@example.com"); !errors.Is(err, mfa.ErrMailUnavailable) {
 		t.Fatalf("BeginEmail with a failing mailer: %v", err)
 	}
 	if err := f.store.ConsumeCode(ctx, "erin", "enroll-email", []byte("x"), f.clock.Now()); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("undelivered code left behind: %v", err)
+	}
+	// The failed send does not hold back the next request.
+	f.mail.SetErr(nil)
+	if err := f.svc.BeginEmail(ctx, "erin", "erin@example.com"); err != nil {
+		t.Fatalf("resend after a delivery failure: %v", err)
 	}
 }
 

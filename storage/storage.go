@@ -245,6 +245,18 @@ type Resealer interface {
 	ResealSecret(ctx context.Context, user string, factor Factor, id, oldKeyID string, secret []byte, keyID string) error
 }
 
+// SendReleaser is an optional Store capability: taking back a send
+// reservation whose email could not be delivered, so the failure does not
+// hold the user's next request back. All backends of this module
+// implement it.
+type SendReleaser interface {
+	// ReleaseSend undoes the reservation ReserveSend made for key at the
+	// instant at: if the last send recorded is at, the window count drops
+	// by one and the last-send time is cleared. Otherwise (a later send was
+	// reserved meanwhile, or nothing is recorded) it is a no-op. Atomic.
+	ReleaseSend(ctx context.Context, key string, at time.Time) error
+}
+
 // Cleaner is implemented by Stores whose expired records stay until removed.
 // Hosts call DeleteExpired on a schedule (say, hourly).
 type Cleaner interface {

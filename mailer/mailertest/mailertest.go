@@ -9,24 +9,31 @@ import (
 	"github.com/mfakit/mfakit/mailer"
 )
 
-// Recorder is a mailer.Mailer that keeps every message it is given. If Err
-// is set, Send records nothing and returns it. Safe for concurrent use.
+// Recorder is a mailer.Mailer that keeps every message it is given. After
+// SetErr(err), Send records nothing and returns err. Safe for concurrent
+// use.
 type Recorder struct {
 	mu   sync.Mutex
 	msgs []mailer.Message
-	// Err, when non-nil, is returned by Send instead of recording.
-	Err error
+	err  error
 }
 
-// Send records m, or returns r.Err.
+// SetErr makes Send fail with err (nil: succeed again).
+func (r *Recorder) SetErr(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
+// Send records m, or returns the error given to SetErr.
 func (r *Recorder) Send(ctx context.Context, m mailer.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.Err != nil {
-		return r.Err
+	if r.err != nil {
+		return r.err
 	}
 	r.msgs = append(r.msgs, m)
 	return nil

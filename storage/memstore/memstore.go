@@ -45,6 +45,7 @@ var (
 	_ storage.Cleaner       = (*Store)(nil)
 	_ storage.RecoveryStore = (*Store)(nil)
 	_ storage.Resealer      = (*Store)(nil)
+	_ storage.SendReleaser  = (*Store)(nil)
 )
 
 // New returns an empty Store. State is split into shards by user so that
@@ -386,5 +387,21 @@ func (s *Store) ResealSecret(ctx context.Context, user string, factor storage.Fa
 	}
 	e.Secret, e.KeyID = bytes.Clone(secret), keyID
 	sh.enrollments[k] = e
+	return nil
+}
+
+// ReleaseSend implements storage.SendReleaser.
+func (s *Store) ReleaseSend(ctx context.Context, key string, at time.Time) error {
+	sh, err := s.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer sh.mu.Unlock()
+	st, ok := sh.sends[key]
+	if ok && st.Last.Equal(at) && st.Count > 0 {
+		st.Count--
+		st.Last = time.Time{}
+		sh.sends[key] = st
+	}
 	return nil
 }

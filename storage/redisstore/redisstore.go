@@ -50,6 +50,7 @@ var (
 	_ storage.Store         = (*Store)(nil)
 	_ storage.RecoveryStore = (*Store)(nil)
 	_ storage.Resealer      = (*Store)(nil)
+	_ storage.SendReleaser  = (*Store)(nil)
 )
 
 // New returns a Store on rdb.
@@ -419,4 +420,17 @@ return 'OK'`)
 func (s *Store) ResealSecret(ctx context.Context, user string, factor storage.Factor, id, oldKeyID string, secret []byte, keyID string) error {
 	res, err := resealScript.Run(ctx, s.rdb, []string{s.enrollmentKey(user, factor)}, id, oldKeyID, secret, keyID).Result()
 	return outcome("reseal secret", res, err)
+}
+
+var releaseScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'l', 'n')
+if h[1] == ARGV[1] and tonumber(h[2] or '0') > 0 then
+  redis.call('HSET', KEYS[1], 'l', '0', 'n', tonumber(h[2]) - 1)
+end
+return 'OK'`)
+
+// ReleaseSend implements storage.SendReleaser in one script.
+func (s *Store) ReleaseSend(ctx context.Context, key string, at time.Time) error {
+	res, err := releaseScript.Run(ctx, s.rdb, []string{s.sendKey(key)}, strconv.FormatInt(micros(at), 10)).Result()
+	return outcome("release send", res, err)
 }

@@ -53,6 +53,7 @@ var (
 	_ storage.Cleaner       = (*Store)(nil)
 	_ storage.RecoveryStore = (*Store)(nil)
 	_ storage.Resealer      = (*Store)(nil)
+	_ storage.SendReleaser  = (*Store)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
@@ -455,4 +456,11 @@ func (s *Store) ResealSecret(ctx context.Context, user string, factor storage.Fa
 		return storage.ErrNotFound
 	}
 	return nil
+}
+
+// ReleaseSend implements storage.SendReleaser with one conditional UPDATE.
+func (s *Store) ReleaseSend(ctx context.Context, key string, at time.Time) error {
+	_, err := s.exec(ctx, "release send", "UPDATE "+s.sends+" SET sends = sends - 1, last_send = 0"+
+		" WHERE send_key = ? AND last_send = ? AND sends > 0", key, micros(at))
+	return err
 }

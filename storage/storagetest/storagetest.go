@@ -50,6 +50,42 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Interrupted", func(t *testing.T) { testInterrupted(t, newStore) })
 	t.Run("RecoveryCodes", func(t *testing.T) { testRecovery(t, newStore) })
 	t.Run("Reseal", func(t *testing.T) { testReseal(t, newStore) })
+	t.Run("ReleaseSend", func(t *testing.T) { testReleaseSend(t, newStore) })
+}
+
+func testReleaseSend(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	r, ok := s.(storage.SendReleaser)
+	if !ok {
+		t.Skip("the store cannot release sends (no storage.SendReleaser)")
+	}
+	limit := storage.SendLimit{MinGap: time.Minute, Window: time.Hour, Max: 2}
+	reserve := func(at time.Time) time.Duration {
+		t.Helper()
+		wait, err := s.ReserveSend(ctx, "k", at, limit)
+		must(t, err)
+		return wait
+	}
+	must(t, r.ReleaseSend(ctx, "k", base)) // nothing recorded: no-op
+	if reserve(base) != 0 {
+		t.Fatal("first send refused")
+	}
+	must(t, r.ReleaseSend(ctx, "k", base.Add(time.Second))) // not the last send: no-op
+	if reserve(base.Add(10*time.Second)) == 0 {
+		t.Fatal("a non-matching release freed the gap")
+	}
+	must(t, r.ReleaseSend(ctx, "k", base))
+	// The undelivered send no longer blocks the next one, nor counts.
+	if reserve(base.Add(10*time.Second)) != 0 {
+		t.Fatal("send after a release refused")
+	}
+	if reserve(base.Add(2*time.Minute)) != 0 {
+		t.Fatal("the released send still counts toward the cap")
+	}
+	if reserve(base.Add(4*time.Minute)) == 0 {
+		t.Fatal("the cap of 2 was not kept")
+	}
 }
 
 func testReseal(t *testing.T, newStore NewStore) {
