@@ -30,6 +30,9 @@ type User struct {
 	// Step-up checks (RequireMFA, adding a second factor, regenerating
 	// recovery codes) compare it with their max age.
 	MFAAt time.Time
+	// Locale picks translated emails (e.g. "de-CH"); empty means the
+	// request's Accept-Language, then the default templates.
+	Locale string
 }
 
 // Principal returns u as an mfa.Principal.

@@ -103,6 +103,27 @@ func (h *Handlers) endpoint(allow string, fn http.HandlerFunc) http.Handler {
 	})
 }
 
+// requestInfo is what the domain learns about the caller u of r.
+func (h *Handlers) requestInfo(r *http.Request, u User) mfa.RequestInfo {
+	locale := u.Locale
+	if locale == "" {
+		locale = acceptLanguage(r.Header.Get("Accept-Language"))
+	}
+	return mfa.RequestInfo{ClientIP: h.auth.ClientIP(r), Email: u.Email, Locale: locale}
+}
+
+// acceptLanguage returns the first language tag of an Accept-Language
+// header (ignoring "*"), or "".
+func acceptLanguage(header string) string {
+	for _, part := range strings.Split(header, ",") {
+		tag, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if tag != "" && tag != "*" && len(tag) <= 35 {
+			return tag
+		}
+	}
+	return ""
+}
+
 func (h *Handlers) userEndpoint(method string, fn func(w http.ResponseWriter, r *http.Request, u User)) http.Handler {
 	return h.endpoint(method, func(w http.ResponseWriter, r *http.Request) {
 		u, err := h.auth.CheckUser(r)
@@ -110,7 +131,7 @@ func (h *Handlers) userEndpoint(method string, fn func(w http.ResponseWriter, r 
 			h.auth.unauthorized(w, r, err)
 			return
 		}
-		ctx := mfa.WithRequestInfo(WithUser(r.Context(), u), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r), Email: u.Email})
+		ctx := mfa.WithRequestInfo(WithUser(r.Context(), u), h.requestInfo(r, u))
 		fn(w, r.WithContext(ctx), u)
 	})
 }
@@ -372,7 +393,7 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 				return
 			}
 			user = u.Username
-			r = r.WithContext(mfa.WithRequestInfo(r.Context(), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r), Email: u.Email}))
+			r = r.WithContext(mfa.WithRequestInfo(r.Context(), h.requestInfo(r, u)))
 		} else {
 			if _, err := h.auth.CheckClient(r); err != nil {
 				if errors.Is(err, ErrUnauthorized) {

@@ -3,6 +3,8 @@ package mailer
 import (
 	"bytes"
 	"embed"
+	"errors"
+	"io/fs"
 	htmltemplate "html/template"
 	"strings"
 	texttemplate "text/template"
@@ -120,3 +122,51 @@ func (d NoticeData) When() string { return d.Time.UTC().Format("Mon, 2 Jan 2006 
 // DefaultNoticeTemplate is the built-in notice sent when a factor is added
 // or removed; it receives NoticeData.
 var DefaultNoticeTemplate = mustBuiltin("notice")
+
+// ParseTemplateFS reads a message's templates from fsys: name.subject.txt,
+// name.txt and, if present, name.html — the layout of the built-in ones
+// (see the templates folder), so a host can copy and edit them.
+func ParseTemplateFS(fsys fs.FS, name string) (*Template, error) {
+	read := func(ext string, optional bool) (string, error) {
+		b, err := fs.ReadFile(fsys, name+ext)
+		if optional && errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		return string(b), err
+	}
+	subject, err := read(".subject.txt", false)
+	if err != nil {
+		return nil, err
+	}
+	text, err := read(".txt", false)
+	if err != nil {
+		return nil, err
+	}
+	html, err := read(".html", true)
+	if err != nil {
+		return nil, err
+	}
+	return ParseTemplate(subject, text, html)
+}
+
+// Localized picks a template by locale: the exact tag ("de-CH"), then its
+// language ("de"), then Default.
+type Localized struct {
+	// Default serves every locale without a template of its own.
+	Default *Template
+	// ByLocale maps BCP 47 tags or languages to templates.
+	ByLocale map[string]*Template
+}
+
+// For returns the template for locale.
+func (l Localized) For(locale string) *Template {
+	if t, ok := l.ByLocale[locale]; ok {
+		return t
+	}
+	if lang, _, ok := strings.Cut(locale, "-"); ok {
+		if t, ok := l.ByLocale[lang]; ok {
+			return t
+		}
+	}
+	return l.Default
+}

@@ -284,7 +284,8 @@ func (s *Service) sendCode(ctx context.Context, user, address, purpose string, e
 	if err != nil {
 		return s.internal(ctx, "store email code", err)
 	}
-	msg, err := s.cfg.CodeTemplate.Render(address, mailer.CodeData{Product: s.cfg.Issuer, User: user,
+	tpl := mailer.Localized{Default: s.cfg.CodeTemplate, ByLocale: s.cfg.CodeTemplates}.For(requestInfo(ctx).Locale)
+	msg, err := tpl.Render(address, mailer.CodeData{Product: s.cfg.Issuer, User: user,
 		Code: code, TTL: expires.Sub(now)})
 	if err != nil {
 		return s.internal(ctx, "render email", err)

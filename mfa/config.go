@@ -96,6 +96,11 @@ type Config struct {
 	// NoticeTemplate renders the notice sent when a factor is added or
 	// removed (S17). Default mailer.DefaultNoticeTemplate.
 	NoticeTemplate *mailer.Template
+	// CodeTemplates and NoticeTemplates hold translations by locale (a
+	// BCP 47 tag like "de-CH", or a language like "de"), chosen by the
+	// RequestInfo.Locale of the request; CodeTemplate and NoticeTemplate
+	// serve every other locale. Default none.
+	CodeTemplates, NoticeTemplates map[string]*mailer.Template
 	// Directory finds a user's email address for change notices when the
 	// request does not carry it (an admin reset, say). Default none: such
 	// notices go to the address in the request context, or are skipped

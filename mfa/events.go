@@ -79,6 +79,8 @@ type RequestInfo struct {
 	// Email is the caller's own email address, where change notices about
 	// the caller's own account go.
 	Email string
+	// Locale picks translated email templates, e.g. "de-CH".
+	Locale string
 }
 
 // WithRequestInfo returns ctx carrying info for audit events.

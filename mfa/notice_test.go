@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mfakit/mfakit/mailer"
 	"github.com/mfakit/mfakit/mfa"
 )
 
@@ -49,5 +50,27 @@ func TestChangeNotices(t *testing.T) {
 	}
 	if _, ok := f.mail.Last("root@acme.example"); ok {
 		t.Fatal("the notice of an admin reset went to the admin")
+	}
+}
+
+// Email templates follow the caller's locale, then its language.
+func TestLocalizedCodeEmail(t *testing.T) {
+	de, err := mailer.ParseTemplate("Code {{.Code}}", "Ihr Code lautet {{.Code}}.", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, mfa.Config{CodeTemplates: map[string]*mailer.Template{"de": de}})
+	ctx := mfa.WithRequestInfo(context.Background(), mfa.RequestInfo{Locale: "de-AT"})
+	if err := f.svc.BeginEmail(ctx, "ida", "ida@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := f.mail.Last("ida@example.com"); !strings.HasPrefix(m.Text, "Ihr Code lautet ") {
+		t.Fatalf("de-AT got %q", m.Text)
+	}
+	if err := f.svc.BeginEmail(context.Background(), "jan", "jan@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := f.mail.Last("jan@example.com"); !strings.HasPrefix(m.Text, "Hello jan") {
+		t.Fatalf("default locale got %q", m.Text)
 	}
 }

@@ -337,7 +337,8 @@ func (s *Service) notify(ctx context.Context, user string, f Factor, change stri
 	if info.Actor != "" && info.Actor != user {
 		actor = "An administrator (" + info.Actor + ")"
 	}
-	msg, err := s.cfg.NoticeTemplate.Render(address, mailer.NoticeData{Product: s.cfg.Issuer, User: user,
+	tpl := mailer.Localized{Default: s.cfg.NoticeTemplate, ByLocale: s.cfg.NoticeTemplates}.For(info.Locale)
+	msg, err := tpl.Render(address, mailer.NoticeData{Product: s.cfg.Issuer, User: user,
 		Change: change, FactorName: factorNames[f], Actor: actor, Time: s.cfg.Now(), ReportTo: s.cfg.ReportTo})
 	if err == nil {
 		err = s.mail.Send(context.WithoutCancel(ctx), msg)
@@ -366,7 +367,9 @@ func (s *Service) AdminResetAuthenticator(ctx context.Context, admin Principal, 
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	ctx = WithRequestInfo(ctx, RequestInfo{ClientIP: requestInfo(ctx).ClientIP, Actor: admin.Username, Email: requestInfo(ctx).Email})
+	info := requestInfo(ctx)
+	info.Actor, info.Locale = admin.Username, ""
+	ctx = WithRequestInfo(ctx, info)
 	return s.removeAuthenticator(ctx, user, EventAdminReset)
 }
 
