@@ -17,6 +17,7 @@ import (
 
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mailer"
+	"github.com/mfakit/mfakit/mailer/smtpmail"
 	"github.com/mfakit/mfakit/mfa"
 	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
@@ -52,7 +53,12 @@ func newApp(o options, out io.Writer) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	a.svc, err = mfa.New(store, &mailer.Writer{W: out}, keys, mfa.Config{Issuer: "mfakit demo",
+	mail, err := a.openMailer(o, out)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.svc, err = mfa.New(store, mail, keys, mfa.Config{Issuer: "mfakit demo",
 		EmailResendInterval: o.emailInterval, Directory: a.id, Events: mfa.SlogEvents(slog.Default())})
 	if err != nil {
 		a.Close()
@@ -60,6 +66,26 @@ func newApp(o options, out io.Writer) (*app, error) {
 	}
 	a.api = httpx.New(a.svc, a.id, httpx.Config{})
 	return a, nil
+}
+
+// openMailer picks SMTP delivery when -smtp is set, else printing.
+func (a *app) openMailer(o options, out io.Writer) (mailer.Mailer, error) {
+	if o.smtp == "" {
+		return &mailer.Writer{W: out}, nil
+	}
+	security := map[string]smtpmail.Security{"starttls": smtpmail.StartTLS, "tls": smtpmail.ImplicitTLS,
+		"plaintext": smtpmail.Plaintext}
+	sec, ok := security[o.smtpSecurity]
+	if !ok {
+		return nil, fmt.Errorf("-smtp-security %q: want starttls, tls or plaintext", o.smtpSecurity)
+	}
+	m, err := smtpmail.New(smtpmail.Config{Addr: o.smtp, From: o.mailFrom, Username: o.smtpUser,
+		Password: o.smtpPassword, Security: sec})
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, m)
+	return m, nil
 }
 
 // openStore picks the storage named by -db: empty = memory (with a random

@@ -31,6 +31,8 @@ const (
 type options struct {
 	addr, users, clients, db, keyFile string
 	emailInterval                     time.Duration
+	smtp, mailFrom, smtpUser          string
+	smtpPassword, smtpSecurity        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -42,10 +44,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.clients, "clients", defaultClients, "demo OAuth clients id:secret,...")
 	fs.StringVar(&o.db, "db", "mfakit-demo.db", "storage: empty = in memory; postgres://... = PostgreSQL; else a SQLite file")
 	fs.StringVar(&o.keyFile, "key-file", "", "file holding the hex AES-256 key that seals secrets (created if missing; default: the SQLite path + .key, or mfakit-demo.key)")
+	fs.StringVar(&o.smtp, "smtp", "", "SMTP server host:port; empty = print every email to stdout")
+	fs.StringVar(&o.mailFrom, "mail-from", "mfakit demo <mfa@localhost>", "sender of the emails")
+	fs.StringVar(&o.smtpUser, "smtp-user", "", "SMTP username (the password comes from $MFAKIT_SMTP_PASSWORD)")
+	fs.StringVar(&o.smtpSecurity, "smtp-security", "starttls", "starttls (required, except to a loopback server), tls (implicit, port 465) or plaintext")
 	fs.DurationVar(&o.emailInterval, "email-interval", time.Minute, "least time between two email codes to one user")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	o.smtpPassword = os.Getenv("MFAKIT_SMTP_PASSWORD")
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
