@@ -2,10 +2,10 @@ package mfa
 
 import (
 	"context"
-	"fmt"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"

@@ -61,9 +61,9 @@ type received struct {
 // server is an in-process SMTP server (github.com/emersion/go-smtp) with
 // STARTTLS and AUTH, whose answers a test can script.
 type server struct {
-	mu       sync.Mutex
-	msgs     []received
-	conns    map[*smtp.Conn]bool // STARTTLS starts a new session on the same connection
+	mu    sync.Mutex
+	msgs  []received
+	conns map[*smtp.Conn]bool // STARTTLS starts a new session on the same connection
 	// tempFailures answers this many DATA commands with 451 first.
 	tempFailures int
 	// rejectRcpt answers RCPT with 550.
