@@ -194,3 +194,14 @@ func TestSwitchChallenge(t *testing.T) {
 	// The test Authorizer cannot look users up: no address to send to.
 	expect(t, e.do(request{method: "PUT", path: path, basic: client, body: body}), 409, "no_email")
 }
+
+func TestVerifyEndpoint(t *testing.T) {
+	e := newEnv(t, nil)
+	const path = "/oauth/users/mfa/verify"
+	expect(t, e.do(request{method: "PUT", path: path, token: "alice-token", body: verifyBody("AUTHENTICATOR", "123456")}), 409, "not_enrolled")
+	uri := e.enrollQR("alice-token")
+	expect(t, e.do(request{method: "PUT", path: path, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))}), 400, "code_reused")
+	expect(t, e.do(request{method: "PUT", path: path, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 1))}), 200, "")
+	expect(t, e.do(request{method: "PUT", path: path, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 1))}), 400, "code_reused")
+	expect(t, e.do(request{method: "PUT", path: path, token: "alice-token", body: verifyBody("EMAIL", "123456")}), 400, "invalid_request")
+}

@@ -329,6 +329,15 @@ func (h *Handlers) VerifyQRCodeEnroll() http.Handler {
 	return h.verifyEndpoint(mfa.Authenticator, h.svc.VerifyAuthenticator)
 }
 
+// Verify serves PUT /oauth/users/mfa/verify (a kit extension) with
+// {"mfatype":"AUTHENTICATOR","totp":"123456"}: it checks a code of the
+// caller's verified authenticator — single use, counted toward lockout —
+// for hosts that re-verify inside a session (say, before a payment) and
+// then refresh the session's MFA time.
+func (h *Handlers) Verify() http.Handler {
+	return h.verifyEndpoint(mfa.Authenticator, h.svc.CheckAuthenticator)
+}
+
 // VerifyEmail serves PUT verifyEmail with {"mfatype":"EMAIL","totp":"..."}:
 // it verifies the pending email enrollment with the code that was sent.
 func (h *Handlers) VerifyEmail() http.Handler {

@@ -80,6 +80,7 @@ func TestAttackMatrix(t *testing.T) {
 		{"GET", "/oauth/users/mfa/recoveryCodes", "", userAuth, 200},
 		{"POST", "/oauth/users/mfa/recoveryCodes", "", userAuth, 0},
 		{"PUT", "/oauth/users/mfa/challenge?mfatype=EMAIL", `{"stateToken":"v1.x"}`, clientAuth, 0},
+		{"PUT", "/oauth/users/mfa/verify", verifyBody("AUTHENTICATOR", "123456"), userAuth, 0},
 	}
 	creds := []struct {
 		name          string

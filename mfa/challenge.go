@@ -212,9 +212,6 @@ func (s *Service) CompleteChallenge(ctx context.Context, token string, proof Pro
 		}
 		return LoginResult{}, err
 	}
-	if proof.Factor == Email {
-		s.emit(ctx, EventVerified, user, Email, "")
-	}
 	return LoginResult{User: user, Factor: proof.Factor}, nil
 }
 
@@ -236,13 +233,15 @@ func (s *Service) checkProof(ctx context.Context, user string, proof Proof, emai
 		if emailPurpose == "" {
 			return ErrUnsupportedProof
 		}
-		if err := s.checkLock(ctx, user, Email); err != nil {
+		prior, err := s.checkLock(ctx, user, Email)
+		if err != nil {
 			return err
 		}
 		if err := s.consumeEmailCode(ctx, user, emailPurpose, proof.Code); err != nil {
 			return err
 		}
-		return s.store.ResetAttempts(ctx, user, Email)
+		s.succeed(ctx, user, Email, EventVerified, prior)
+		return nil
 	case Recovery:
 		return s.UseRecoveryCode(ctx, user, proof.Code)
 	}

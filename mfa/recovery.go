@@ -100,7 +100,8 @@ func (s *Service) UseRecoveryCode(ctx context.Context, user, code string) error 
 	if err != nil {
 		return err
 	}
-	if err := s.checkLock(ctx, user, Recovery); err != nil {
+	prior, err := s.checkLock(ctx, user, Recovery)
+	if err != nil {
 		return err
 	}
 	switch err := r.UseRecoveryCode(ctx, user, s.keys.codeHash(user, purposeRecovery, normalizeRecovery(code))); {
@@ -109,7 +110,7 @@ func (s *Service) UseRecoveryCode(ctx context.Context, user, code string) error 
 	case err != nil:
 		return s.internal(ctx, "use recovery code", err)
 	}
-	s.succeed(ctx, user, Recovery, EventRecoveryUsed)
+	s.succeed(ctx, user, Recovery, EventRecoveryUsed, prior)
 	return nil
 }
 

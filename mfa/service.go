@@ -174,7 +174,8 @@ func (s *Service) VerifyAuthenticator(ctx context.Context, user, code string) er
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	if err := s.checkLock(ctx, user, Authenticator); err != nil {
+	prior, err := s.checkLock(ctx, user, Authenticator)
+	if err != nil {
 		return err
 	}
 	e, err := s.store.Enrollment(ctx, user, Authenticator)
@@ -208,7 +209,7 @@ func (s *Service) VerifyAuthenticator(ctx context.Context, user, code string) er
 	case err != nil:
 		return s.internal(ctx, "confirm authenticator", err)
 	}
-	s.succeed(ctx, user, Authenticator, EventEnrollVerified)
+	s.succeed(ctx, user, Authenticator, EventEnrollVerified, prior)
 	s.notify(ctx, user, Authenticator, "added")
 	return nil
 }
@@ -222,7 +223,8 @@ func (s *Service) CheckAuthenticator(ctx context.Context, user, code string) err
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	if err := s.checkLock(ctx, user, Authenticator); err != nil {
+	prior, err := s.checkLock(ctx, user, Authenticator)
+	if err != nil {
 		return err
 	}
 	e, err := s.store.Enrollment(ctx, user, Authenticator)
@@ -252,7 +254,7 @@ func (s *Service) CheckAuthenticator(ctx context.Context, user, code string) err
 	case err != nil:
 		return s.internal(ctx, "accept step", err)
 	}
-	s.succeed(ctx, user, Authenticator, EventVerified)
+	s.succeed(ctx, user, Authenticator, EventVerified, prior)
 	return nil
 }
 
@@ -415,7 +417,8 @@ func (s *Service) VerifyEmail(ctx context.Context, user, code string) error {
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	if err := s.checkLock(ctx, user, Email); err != nil {
+	prior, err := s.checkLock(ctx, user, Email)
+	if err != nil {
 		return err
 	}
 	e, err := s.store.Enrollment(ctx, user, Email)
@@ -449,22 +452,23 @@ func (s *Service) VerifyEmail(ctx context.Context, user, code string) error {
 	case err != nil:
 		return s.internal(ctx, "confirm email", err)
 	}
-	s.succeed(ctx, user, Email, EventEnrollVerified)
+	s.succeed(ctx, user, Email, EventEnrollVerified, prior)
 	s.notify(ctx, user, Email, "added")
 	return nil
 }
 
 // checkLock refuses every check while the factor is locked, even a correct
 // code (S8).
-func (s *Service) checkLock(ctx context.Context, user string, f Factor) error {
+// It returns the failure state it read, for succeed.
+func (s *Service) checkLock(ctx context.Context, user string, f Factor) (storage.Attempts, error) {
 	a, err := s.store.Attempts(ctx, user, f)
 	if err != nil {
-		return s.internal(ctx, "attempts", err)
+		return a, s.internal(ctx, "attempts", err)
 	}
 	if s.cfg.Now().Before(a.LockedUntil) {
-		return &LockedError{Until: a.LockedUntil}
+		return a, &LockedError{Until: a.LockedUntil}
 	}
-	return nil
+	return a, nil
 }
 
 // fail counts a failed check and locks the factor once the count reaches
@@ -493,9 +497,14 @@ func (s *Service) fail(ctx context.Context, user string, f Factor, cause error) 
 	return &LockedError{Until: until}
 }
 
-func (s *Service) succeed(ctx context.Context, user string, f Factor, typ EventType) {
-	if err := s.store.ResetAttempts(ctx, user, f); err != nil {
-		s.cfg.Logger.ErrorContext(ctx, "mfa: reset attempts failed", "err", err)
+// succeed clears the failure count (S8: a success resets it) — a store
+// write skipped when prior, read by checkLock, shows nothing to clear —
+// and emits typ.
+func (s *Service) succeed(ctx context.Context, user string, f Factor, typ EventType, prior storage.Attempts) {
+	if prior.Failures > 0 || !prior.LockedUntil.IsZero() {
+		if err := s.store.ResetAttempts(ctx, user, f); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "mfa: reset attempts failed", "err", err)
+		}
 	}
 	s.emit(ctx, typ, user, f, "")
 }

@@ -1,15 +1,21 @@
 package mfa
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/binary"
+	"fmt"
+	"hash"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/hotp"
 	"github.com/pquerna/otp/totp"
 )
 
@@ -30,33 +36,73 @@ func (p TOTP) Step(t time.Time) int64 {
 	return t.Unix() / int64(p.Period/time.Second)
 }
 
-// Code returns the code of secret at time step counter (RFC 4226 HOTP).
+// Code returns the code of secret at time step counter (RFC 4226 HOTP),
+// zero-padded to Digits.
 func (p TOTP) Code(secret []byte, counter int64) string {
-	code, err := hotp.GenerateCodeCustom(b32.EncodeToString(secret), uint64(counter),
-		hotp.ValidateOpts{Digits: p.Digits, Algorithm: p.Algorithm})
-	if err != nil {
-		// Only a malformed base32 string fails, and we encoded it ourselves.
-		panic("mfa: hotp: " + err.Error())
+	mac := hmac.New(hashFunc(p.Algorithm), secret)
+	return fmt.Sprintf("%0*d", p.Digits.Length(), p.value(mac, counter, make([]byte, 0, 64)))
+}
+
+// value is the HOTP value of counter: HMAC, dynamic truncation (RFC 4226
+// §5.3), modulo 10^Digits. mac is keyed with the secret and is reset here,
+// so one mac serves every step of a check; buf is scratch space.
+func (p TOTP) value(mac hash.Hash, counter int64, buf []byte) uint32 {
+	mac.Reset()
+	var msg [8]byte
+	binary.BigEndian.PutUint64(msg[:], uint64(counter))
+	mac.Write(msg[:])
+	sum := mac.Sum(buf[:0])
+	off := sum[len(sum)-1] & 0xf
+	v := binary.BigEndian.Uint32(sum[off:]) & 0x7fffffff
+	return v % pow10[p.Digits.Length()]
+}
+
+var pow10 = [...]uint32{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
+
+func hashFunc(a otp.Algorithm) func() hash.Hash {
+	switch a {
+	case otp.AlgorithmSHA256:
+		return sha256.New
+	case otp.AlgorithmSHA512:
+		return sha512.New
 	}
-	return code
+	return sha1.New
+}
+
+// parseCode reads a code of exactly n ASCII digits.
+func parseCode(code string, n int) (uint32, bool) {
+	if len(code) != n {
+		return 0, false
+	}
+	var v uint32
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint32(c-'0')
+	}
+	return v, true
 }
 
 // Match reports the time step whose code equals code, within Skew steps of
 // now. It computes and compares every candidate in constant time, so the
 // time taken does not depend on which step (if any) matched (S21). When two
-// steps share a code, the later wins.
+// steps share a code, the later wins. HOTP is computed here rather than by
+// pquerna/otp, whose Validate hides the step and whose GenerateCode decodes
+// base32 and allocates per call; the RFC 4226 and 6238 vectors pin it.
 func (p TOTP) Match(secret []byte, code string, now time.Time) (step int64, ok bool) {
-	if len(code) != p.Digits.Length() {
-		code = strings.Repeat("x", p.Digits.Length())
-	}
+	want, valid := parseCode(code, p.Digits.Length())
+	mac := hmac.New(hashFunc(p.Algorithm), secret)
+	var buf [64]byte
 	t := p.Step(now)
 	matched := 0
 	for s := t - int64(p.Skew); s <= t+int64(p.Skew); s++ {
-		eq := subtle.ConstantTimeCompare([]byte(p.Code(secret, s)), []byte(code))
+		eq := subtle.ConstantTimeEq(int32(p.value(mac, s, buf[:])), int32(want))
 		step = int64(subtle.ConstantTimeSelect(eq, int(s), int(step)))
 		matched |= eq
 	}
-	return step, matched == 1
+	return step, valid && matched == 1
 }
 
 // keyURI builds the otpauth URI of S6 for secret, using pquerna/otp so the
