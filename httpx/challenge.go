@@ -70,8 +70,7 @@ func (h *Handlers) StateTokenGrant(r *http.Request) (mfa.LoginResult, error) {
 	case proof.Factor != mfa.Recovery && proof.Code != "" && !isOTP(proof.Code):
 		return mfa.LoginResult{}, invalidParam("totp", "must be 6 to 8 digits")
 	}
-	ctx := mfa.WithRequestInfo(r.Context(), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r)})
-	return h.svc.CompleteChallenge(ctx, token, proof)
+	return h.svc.CompleteChallenge(h.withInfo(r, User{}).Context(), token, proof)
 }
 
 type switchRequest struct {
@@ -92,6 +91,7 @@ func (h *Handlers) SwitchChallenge() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
+		r = h.withInfo(r, User{})
 		if err := requireQuery(r, mfa.Email); err != nil {
 			h.fail(w, r, err)
 			return

@@ -86,9 +86,9 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.cfg.ErrorHandler(w, r, err)
 }
 
-// endpoint wraps fn with the method check and the request info for audit
-// events. allow is one method or several joined by ", ". Authentication is
-// added by the caller, before anything reads the body (S18).
+// endpoint wraps fn with the method check. allow is one method or several
+// joined by ", ". Authentication is added by the caller, before anything
+// reads the body (S18), and with it the request info (withInfo).
 func (h *Handlers) endpoint(allow string, fn http.HandlerFunc) http.Handler {
 	methods := strings.Split(allow, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,9 +98,19 @@ func (h *Handlers) endpoint(allow string, fn http.HandlerFunc) http.Handler {
 				r.Method+" is not allowed here; use "+allow))
 			return
 		}
-		ctx := mfa.WithRequestInfo(r.Context(), mfa.RequestInfo{ClientIP: h.auth.ClientIP(r)})
-		fn(w, r.WithContext(ctx))
+		fn(w, r)
 	})
+}
+
+// withInfo returns r carrying, for the domain's audit events and notices,
+// what is known of the caller (u may be the zero User) and, when u is
+// set, u itself for UserFrom.
+func (h *Handlers) withInfo(r *http.Request, u User) *http.Request {
+	ctx := mfa.WithRequestInfo(r.Context(), h.requestInfo(r, u))
+	if u.Username != "" {
+		ctx = WithUser(ctx, u)
+	}
+	return r.WithContext(ctx)
 }
 
 // requestInfo is what the domain learns about the caller u of r.
@@ -131,8 +141,7 @@ func (h *Handlers) userEndpoint(method string, fn func(w http.ResponseWriter, r 
 			h.auth.unauthorized(w, r, err)
 			return
 		}
-		ctx := mfa.WithRequestInfo(WithUser(r.Context(), u), h.requestInfo(r, u))
-		fn(w, r.WithContext(ctx), u)
+		fn(w, h.withInfo(r, u), u)
 	})
 }
 
@@ -188,8 +197,43 @@ func (h *Handlers) MFADetails() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, DetailsResponse{Availables: st.Available, Details: st.Details})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(appendDetails(make([]byte, 0, 128), st))
 	})
+}
+
+// appendDetails writes the mfaDetails body by hand: it is the hottest
+// answer, and its shape (factor names are fixed identifiers) needs no
+// reflection or escaping. TestDetailsJSON checks it against encoding/json.
+func appendDetails(b []byte, st mfa.Status) []byte {
+	b = append(b, `{"availables":[`...)
+	for i, f := range st.Available {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f...)
+		b = append(b, '"')
+	}
+	b = append(b, `],"details":{`...)
+	first := true
+	for _, f := range []mfa.Factor{mfa.Authenticator, mfa.Email} { // encoding/json's sorted key order
+		d, ok := st.Details[f]
+		if !ok {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, f...)
+		b = append(b, `":{"verified":`...)
+		b = strconv.AppendBool(b, d.Verified)
+		b = append(b, '}')
+	}
+	return append(b, "}}\n"...)
 }
 
 // QRCodeResponse is the JSON body of associateQRCode.
@@ -402,7 +446,7 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 				return
 			}
 			user = u.Username
-			r = r.WithContext(mfa.WithRequestInfo(r.Context(), h.requestInfo(r, u)))
+			r = h.withInfo(r, u)
 		} else {
 			if _, err := h.auth.CheckClient(r); err != nil {
 				if errors.Is(err, ErrUnauthorized) {
@@ -411,6 +455,7 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 				h.fail(w, r, err)
 				return
 			}
+			r = h.withInfo(r, User{})
 			viaClient = true
 		}
 		var req ResetRequest

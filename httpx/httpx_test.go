@@ -558,3 +558,18 @@ func TestMailUnavailable(t *testing.T) {
 	e.mail.SetErr(nil)
 	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "bob-token"}), 200, "")
 }
+
+// The hand-written mfaDetails body equals what encoding/json would write.
+func TestDetailsJSON(t *testing.T) {
+	for _, st := range []mfa.Status{
+		{Available: []mfa.Factor{mfa.Authenticator, mfa.Email}, Details: map[mfa.Factor]mfa.FactorStatus{}},
+		{Available: []mfa.Factor{mfa.Email}, Details: map[mfa.Factor]mfa.FactorStatus{mfa.Email: {Verified: true}}},
+		{Available: []mfa.Factor{mfa.Authenticator, mfa.Email}, Details: map[mfa.Factor]mfa.FactorStatus{
+			mfa.Email: {Verified: false}, mfa.Authenticator: {Verified: true}}},
+	} {
+		want, _ := json.Marshal(httpx.DetailsResponse{Availables: st.Available, Details: st.Details})
+		if got := httpx.AppendDetails(nil, st); string(got) != string(want)+"\n" {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package httpx
+
+// AppendDetails exposes appendDetails to the tests.
+var AppendDetails = appendDetails
