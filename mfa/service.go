@@ -223,13 +223,12 @@ func (s *Service) CheckAuthenticator(ctx context.Context, user, code string) err
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	prior, err := s.checkLock(ctx, user, Authenticator)
-	if err != nil {
-		return err
-	}
-	e, err := s.store.Enrollment(ctx, user, Authenticator)
+	e, prior, err := s.factorState(ctx, user, Authenticator)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return s.internal(ctx, "check authenticator", err)
+	}
+	if s.cfg.Now().Before(prior.LockedUntil) {
+		return &LockedError{Until: prior.LockedUntil}
 	}
 	if err != nil || !e.Verified {
 		// The same work as a real check: open a sealed secret, try the code.
@@ -455,6 +454,21 @@ func (s *Service) VerifyEmail(ctx context.Context, user, code string) error {
 	s.succeed(ctx, user, Email, EventEnrollVerified, prior)
 	s.notify(ctx, user, Email, "added")
 	return nil
+}
+
+// factorState reads the enrollment of (user, f) and its failure state, in
+// one round trip when the Store can (storage.StateReader). A missing
+// enrollment is storage.ErrNotFound, with the attempts still read.
+func (s *Service) factorState(ctx context.Context, user string, f Factor) (storage.Enrollment, storage.Attempts, error) {
+	if r, ok := s.store.(storage.StateReader); ok {
+		return r.FactorState(ctx, user, f)
+	}
+	a, err := s.store.Attempts(ctx, user, f)
+	if err != nil {
+		return storage.Enrollment{}, a, err
+	}
+	e, err := s.store.Enrollment(ctx, user, f)
+	return e, a, err
 }
 
 // checkLock refuses every check while the factor is locked, even a correct

@@ -257,6 +257,17 @@ type SendReleaser interface {
 	ReleaseSend(ctx context.Context, key string, at time.Time) error
 }
 
+// StateReader is an optional Store capability for the verify hot path:
+// reading a factor's enrollment and its failure state together, in one
+// round trip where the backend allows. All backends of this module
+// implement it.
+type StateReader interface {
+	// FactorState returns what Enrollment and Attempts would return for
+	// (user, factor). With no enrollment it returns the Attempts and
+	// ErrNotFound.
+	FactorState(ctx context.Context, user string, factor Factor) (Enrollment, Attempts, error)
+}
+
 // Cleaner is implemented by Stores whose expired records stay until removed.
 // Hosts call DeleteExpired on a schedule (say, hourly).
 type Cleaner interface {

@@ -46,6 +46,7 @@ var (
 	_ storage.RecoveryStore = (*Store)(nil)
 	_ storage.Resealer      = (*Store)(nil)
 	_ storage.SendReleaser  = (*Store)(nil)
+	_ storage.StateReader   = (*Store)(nil)
 )
 
 // New returns an empty Store. State is split into shards by user so that
@@ -404,4 +405,20 @@ func (s *Store) ReleaseSend(ctx context.Context, key string, at time.Time) error
 		sh.sends[key] = st
 	}
 	return nil
+}
+
+// FactorState implements storage.StateReader under one lock.
+func (s *Store) FactorState(ctx context.Context, user string, factor storage.Factor) (storage.Enrollment, storage.Attempts, error) {
+	sh, err := s.lock(ctx, user)
+	if err != nil {
+		return storage.Enrollment{}, storage.Attempts{}, err
+	}
+	defer sh.mu.Unlock()
+	k := factorKey{user, factor}
+	a := sh.attempts[k]
+	e, ok := sh.enrollments[k]
+	if !ok {
+		return storage.Enrollment{}, a, storage.ErrNotFound
+	}
+	return cloneEnrollment(e), a, nil
 }

@@ -51,6 +51,7 @@ var (
 	_ storage.RecoveryStore = (*Store)(nil)
 	_ storage.Resealer      = (*Store)(nil)
 	_ storage.SendReleaser  = (*Store)(nil)
+	_ storage.StateReader   = (*Store)(nil)
 )
 
 // New returns a Store on rdb.
@@ -145,6 +146,10 @@ func (s *Store) readEnrollment(ctx context.Context, user string, f storage.Facto
 	if err != nil {
 		return storage.Enrollment{}, wrap("enrollment", err)
 	}
+	return decodeEnrollment(user, f, vals)
+}
+
+func decodeEnrollment(user string, f storage.Factor, vals []any) (storage.Enrollment, error) {
 	if vals[0] == nil {
 		return storage.Enrollment{}, storage.ErrNotFound
 	}
@@ -293,6 +298,26 @@ func (s *Store) Attempts(ctx context.Context, user string, factor storage.Factor
 	if err != nil {
 		return storage.Attempts{}, wrap("attempts", err)
 	}
+	return decodeAttempts(vals), nil
+}
+
+// FactorState implements storage.StateReader with one pipelined round trip.
+func (s *Store) FactorState(ctx context.Context, user string, factor storage.Factor) (storage.Enrollment, storage.Attempts, error) {
+	var ev, av *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ev = p.HMGet(ctx, s.enrollmentKey(user, factor), enrollmentFields...)
+		av = p.HMGet(ctx, s.attemptsKey(user, factor), "f", "u")
+		return nil
+	})
+	if err != nil {
+		return storage.Enrollment{}, storage.Attempts{}, wrap("factor state", err)
+	}
+	a := decodeAttempts(av.Val())
+	e, err := decodeEnrollment(user, factor, ev.Val())
+	return e, a, err
+}
+
+func decodeAttempts(vals []any) storage.Attempts {
 	var a storage.Attempts
 	if v, ok := vals[0].(string); ok {
 		a.Failures, _ = strconv.Atoi(v)
@@ -301,7 +326,7 @@ func (s *Store) Attempts(ctx context.Context, user string, factor storage.Factor
 		u, _ := strconv.ParseInt(v, 10, 64)
 		a.LockedUntil = fromMicros(u)
 	}
-	return a, nil
+	return a
 }
 
 // recordScript counts a failure once per request id (KEYS[2] marks it).

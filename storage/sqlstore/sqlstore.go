@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/mfakit/mfakit/storage"
@@ -46,6 +47,47 @@ type Store struct {
 	now     func() time.Time
 
 	enrollments, codes, attempts, sends, recovery, versions string
+
+	stmts sync.Map // query → *sql.Stmt
+}
+
+// prepared returns the prepared statement of query (written with ?
+// placeholders), preparing it once. database/sql re-prepares it on each
+// pooled connection as needed; it saves MySQL a prepare and a close per
+// call and lets every driver skip re-parsing.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		// Let the error surface through Scan, as QueryRow would.
+		return s.db.QueryRowContext(ctx, s.q(query), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// Close releases the prepared statements. The *sql.DB stays open: it is
+// the host's.
+func (s *Store) Close() error {
+	s.stmts.Range(func(k, v any) bool {
+		v.(*sql.Stmt).Close()
+		s.stmts.Delete(k)
+		return true
+	})
+	return nil
 }
 
 var (
@@ -54,6 +96,7 @@ var (
 	_ storage.RecoveryStore = (*Store)(nil)
 	_ storage.Resealer      = (*Store)(nil)
 	_ storage.SendReleaser  = (*Store)(nil)
+	_ storage.StateReader   = (*Store)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
@@ -150,8 +193,8 @@ func (s *Store) Enrollments(ctx context.Context, user string) ([]storage.Enrollm
 
 // Enrollment implements storage.EnrollmentStore.
 func (s *Store) Enrollment(ctx context.Context, user string, factor storage.Factor) (storage.Enrollment, error) {
-	e, err := scanEnrollment(s.db.QueryRowContext(ctx, s.q("SELECT "+enrollmentCols+" FROM "+s.enrollments+
-		" WHERE username = ? AND factor = ?"), user, string(factor)))
+	e, err := scanEnrollment(s.queryRow(ctx, "SELECT "+enrollmentCols+" FROM "+s.enrollments+
+		" WHERE username = ? AND factor = ?", user, string(factor)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Enrollment{}, storage.ErrNotFound
 	}
@@ -162,7 +205,11 @@ func (s *Store) Enrollment(ctx context.Context, user string, factor storage.Fact
 }
 
 func (s *Store) exec(ctx context.Context, op, query string, args ...any) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q(query), args...)
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return 0, wrap(op, err)
+	}
+	res, err := st.ExecContext(ctx, args...)
 	if err != nil {
 		return 0, wrap(op, err)
 	}
@@ -294,8 +341,8 @@ func (s *Store) DeleteCode(ctx context.Context, user, purpose string) error {
 func (s *Store) Attempts(ctx context.Context, user string, factor storage.Factor) (storage.Attempts, error) {
 	var a storage.Attempts
 	var locked int64
-	err := s.db.QueryRowContext(ctx, s.q("SELECT failures, locked_until FROM "+s.attempts+
-		" WHERE username = ? AND factor = ?"), user, string(factor)).Scan(&a.Failures, &locked)
+	err := s.queryRow(ctx, "SELECT failures, locked_until FROM "+s.attempts+
+		" WHERE username = ? AND factor = ?", user, string(factor)).Scan(&a.Failures, &locked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Attempts{}, nil
 	}
@@ -314,7 +361,7 @@ func (s *Store) RecordFailure(ctx context.Context, user string, factor storage.F
 		"failures = OLD(failures) + 1")
 	var n int
 	if s.dialect != MySQL {
-		err := s.db.QueryRowContext(ctx, s.q(incr+" RETURNING failures"), user, string(factor), 1, 0).Scan(&n)
+		err := s.queryRow(ctx, incr+" RETURNING failures", user, string(factor), 1, 0).Scan(&n)
 		if err != nil {
 			return 0, wrap("record failure", err)
 		}
@@ -463,4 +510,35 @@ func (s *Store) ReleaseSend(ctx context.Context, key string, at time.Time) error
 	_, err := s.exec(ctx, "release send", "UPDATE "+s.sends+" SET sends = sends - 1, last_send = 0"+
 		" WHERE send_key = ? AND last_send = ? AND sends > 0", key, micros(at))
 	return err
+}
+
+// FactorState implements storage.StateReader: the enrollment and its
+// failure state in one query; a second only when there is no enrollment.
+func (s *Store) FactorState(ctx context.Context, user string, factor storage.Factor) (storage.Enrollment, storage.Attempts, error) {
+	var e storage.Enrollment
+	var a storage.Attempts
+	var f string
+	var created, verified, expires, locked int64
+	err := s.queryRow(ctx, "SELECT e.username, e.factor, e.id, e.verified, e.secret, e.key_id, e.last_step, e.created_at,"+
+		" e.verified_at, e.expires_at, COALESCE(a.failures, 0), COALESCE(a.locked_until, 0) FROM "+s.enrollments+" e LEFT JOIN "+
+		s.attempts+" a ON a.username = e.username AND a.factor = e.factor WHERE e.username = ? AND e.factor = ?",
+		user, string(factor)).Scan(&e.User, &f, &e.ID, &e.Verified, &e.Secret, &e.KeyID, &e.LastStep,
+		&created, &verified, &expires, &a.Failures, &locked)
+	if errors.Is(err, sql.ErrNoRows) {
+		a, err = s.Attempts(ctx, user, factor)
+		if err != nil {
+			return e, a, err
+		}
+		return storage.Enrollment{}, a, storage.ErrNotFound
+	}
+	if err != nil {
+		return e, a, wrap("factor state", err)
+	}
+	e.Factor = storage.Factor(f)
+	e.CreatedAt, e.VerifiedAt, e.ExpiresAt = fromMicros(created), fromMicros(verified), fromMicros(expires)
+	if len(e.Secret) == 0 {
+		e.Secret = nil
+	}
+	a.LockedUntil = fromMicros(locked)
+	return e, a, nil
 }

@@ -51,6 +51,43 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("RecoveryCodes", func(t *testing.T) { testRecovery(t, newStore) })
 	t.Run("Reseal", func(t *testing.T) { testReseal(t, newStore) })
 	t.Run("ReleaseSend", func(t *testing.T) { testReleaseSend(t, newStore) })
+	t.Run("FactorState", func(t *testing.T) { testFactorState(t, newStore) })
+}
+
+func testFactorState(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	r, ok := s.(storage.StateReader)
+	if !ok {
+		t.Skip("the store has no combined read (no storage.StateReader)")
+	}
+	_, a, err := r.FactorState(ctx, "u", storage.Authenticator)
+	wantErr(t, err, storage.ErrNotFound)
+	if a.Failures != 0 {
+		t.Fatalf("attempts of nobody = %+v", a)
+	}
+	_, err = s.RecordFailure(ctx, "u", storage.Authenticator)
+	must(t, err)
+	must(t, s.LockUntil(ctx, "u", storage.Authenticator, base.Add(time.Hour)))
+	_, a, err = r.FactorState(ctx, "u", storage.Authenticator)
+	wantErr(t, err, storage.ErrNotFound)
+	if a.Failures != 1 || !a.LockedUntil.Equal(base.Add(time.Hour)) {
+		t.Fatalf("attempts without enrollment = %+v", a)
+	}
+	e := pending("u", storage.Authenticator, "id")
+	must(t, s.BeginEnrollment(ctx, e))
+	got, a, err := r.FactorState(ctx, "u", storage.Authenticator)
+	must(t, err)
+	sameEnrollment(t, got, e)
+	if a.Failures != 1 {
+		t.Fatalf("attempts = %+v", a)
+	}
+	must(t, s.ResetAttempts(ctx, "u", storage.Authenticator))
+	_, a, err = r.FactorState(ctx, "u", storage.Authenticator)
+	must(t, err)
+	if a.Failures != 0 || !a.LockedUntil.IsZero() {
+		t.Fatalf("attempts after reset = %+v", a)
+	}
 }
 
 func testReleaseSend(t *testing.T, newStore NewStore) {
