@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"embed"
+	"io/fs"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -35,6 +37,8 @@ type app struct {
 	api         *httpx.Handlers
 	storageName string
 	cleaner     storage.Cleaner
+	// clientID and clientSecret are the demo client the page signs in with.
+	clientID, clientSecret string
 	closers     []io.Closer
 }
 
@@ -48,6 +52,12 @@ func newApp(o options, out io.Writer) (*app, error) {
 		return nil, err
 	}
 	a := &app{id: newIdentity(users, clients)}
+	for _, entry := range strings.Split(o.clients, ",") { // the first client signs the page in
+		if id, secret, ok := strings.Cut(strings.TrimSpace(entry), ":"); ok {
+			a.clientID, a.clientSecret = id, secret
+			break
+		}
+	}
 	store, keys, err := a.openStore(context.Background(), o.db, o.keyFile)
 	if err != nil {
 		a.Close()
@@ -197,7 +207,13 @@ func (a *app) Handler() http.Handler {
 	mux := http.NewServeMux()
 	a.api.Mount(mux, "")
 	mux.HandleFunc("/oauth/token", a.token)
-	mux.HandleFunc("/{$}", a.index)
+	static, _ := fs.Sub(web, "web")
+	mux.Handle("GET /{$}", a.page(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, static, "index.html")
+	})))
+	mux.Handle("GET /static/", a.page(http.StripPrefix("/static/", http.FileServerFS(static))))
+	mux.HandleFunc("GET /demo-config.json", a.demoConfig)
+	mux.Handle("GET /openapi.yaml", httpx.OpenAPIHandler())
 	mux.Handle("/", httpx.NotFound(httpx.DefaultErrorHandler))
 	return mux
 }
@@ -270,19 +286,30 @@ func (a *app) writeToken(w http.ResponseWriter, user string, mfaAt time.Time) {
 	json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "bearer", ExpiresIn: int(ttl.Seconds())})
 }
 
-func (a *app) index(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	fmt.Fprint(w, strings.ReplaceAll(`mfakit demo
+//go:embed web
+var web embed.FS
 
-1. Token:   curl -s -u demo-client:demo-secret -d grant_type=password \
-              -d username=alice@example.com -d password=alice-password http://HOST/oauth/token
-2. QR:      curl -s -X PUT -H "Authorization: Bearer $TOKEN" -H "Accept: application/json" \
-              "http://HOST/users/mfa/associateQRCode?mfatype=AUTHENTICATOR"
-3. Verify:  curl -s -X PUT -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
-              -d '{"mfatype":"AUTHENTICATOR","totp":"123456"}' http://HOST/users/mfa/verifyQRCodeEnroll
-4. Status:  curl -s -H "Authorization: Bearer $TOKEN" http://HOST/oauth/users/mfaDetails
-5. Email:   curl -s -X PUT -H "Authorization: Bearer $TOKEN" "http://HOST/oauth/users/mfa/enrollEmail?mfatype=EMAIL"
-            (the code is printed in the server's terminal), then PUT /oauth/users/mfa/verifyEmail
-`, "HOST", r.Host))
+// contentSecurityPolicy allows the page's own script and style, the QR
+// code's data URI and calls to this origin; nothing inline, nothing else.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// page serves the demo's web page and its static files with a strict CSP.
+func (a *app) page(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// demoConfig tells the page which OAuth client to use for sign-in. The
+// demo's client is public by design; a real page would use a login flow
+// of the host's.
+func (a *app) demoConfig(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"clientId": a.clientID, "clientSecret": a.clientSecret})
 }

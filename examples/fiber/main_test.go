@@ -1,0 +1,22 @@
+package main
+
+import (
+	"net"
+	"testing"
+
+	"github.com/mfakit/mfakit/examples/internal/exampleapp"
+)
+
+func TestFiberJourney(t *testing.T) {
+	app, err := newApp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln)
+	defer app.Shutdown()
+	exampleapp.Journey(t, "http://"+ln.Addr().String(), "/mfa")
+}

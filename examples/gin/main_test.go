@@ -1,0 +1,18 @@
+package main
+
+import (
+	"net/http/httptest"
+	"testing"
+
+	"github.com/mfakit/mfakit/examples/internal/exampleapp"
+)
+
+func TestGinJourney(t *testing.T) {
+	h, err := newRouter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	exampleapp.Journey(t, srv.URL, "/mfa")
+}
