@@ -104,4 +104,3 @@ func BenchmarkEmailIssueAndVerify(b *testing.B) {
 		}
 	}
 }
-

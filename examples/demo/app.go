@@ -2,15 +2,15 @@ package main
 
 import (
 	"context"
-	"embed"
-	"io/fs"
 	"crypto/rand"
 	"database/sql"
+	"embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -39,7 +39,7 @@ type app struct {
 	cleaner     storage.Cleaner
 	// clientID and clientSecret are the demo client the page signs in with.
 	clientID, clientSecret string
-	closers     []io.Closer
+	closers                []io.Closer
 }
 
 func newApp(o options, out io.Writer) (*app, error) {

@@ -30,7 +30,9 @@ func (authorizer) AuthenticateToken(_ context.Context, token string) (httpx.User
 	return u, nil
 }
 
-func (authorizer) AuthenticateClient(context.Context, string, string) error { return httpx.ErrUnauthorized }
+func (authorizer) AuthenticateClient(context.Context, string, string) error {
+	return httpx.ErrUnauthorized
+}
 
 // NewAPI returns the kit's handlers on a fresh in-memory store; emails are
 // printed to stdout.
