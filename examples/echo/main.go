@@ -9,7 +9,6 @@ import (
 	"flag"
 	"log"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -29,8 +28,6 @@ func wrap(h http.Handler) echo.HandlerFunc {
 	}
 }
 
-func echoPath(p string) string { return strings.NewReplacer("{", ":", "}", "").Replace(p) }
-
 func newServer() (*echo.Echo, error) {
 	api, err := exampleapp.NewAPI()
 	if err != nil {
@@ -43,7 +40,7 @@ func newServer() (*echo.Echo, error) {
 	g := e.Group("/mfa")
 	for _, rt := range api.Routes() {
 		for _, path := range rt.Paths {
-			g.Any(echoPath(path), wrap(rt.Handler)) // the kit answers a wrong method with 405
+			g.Any(exampleapp.ColonPath(path), wrap(rt.Handler)) // the kit answers a wrong method with 405
 		}
 	}
 	return e, nil

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"log"
 	"net/http"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -32,8 +31,6 @@ func wrap(h http.Handler) fiber.Handler {
 	}
 }
 
-func fiberPath(p string) string { return strings.NewReplacer("{", ":", "}", "").Replace(p) }
-
 func newApp() (*fiber.App, error) {
 	api, err := exampleapp.NewAPI()
 	if err != nil {
@@ -45,7 +42,7 @@ func newApp() (*fiber.App, error) {
 	g := app.Group("/mfa")
 	for _, rt := range api.Routes() {
 		for _, path := range rt.Paths {
-			g.All(fiberPath(path), wrap(rt.Handler)) // the kit answers a wrong method with 405
+			g.All(exampleapp.ColonPath(path), wrap(rt.Handler)) // the kit answers a wrong method with 405
 		}
 	}
 	return app, nil

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"log"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -26,12 +25,6 @@ func wrap(h http.Handler) gin.HandlerFunc {
 	}
 }
 
-// ginPath turns a ServeMux pattern ("/users/{username}/...") into gin's
-// syntax ("/users/:username/...").
-func ginPath(p string) string {
-	return strings.NewReplacer("{", ":", "}", "").Replace(p)
-}
-
 func newRouter() (http.Handler, error) {
 	api, err := exampleapp.NewAPI()
 	if err != nil {
@@ -44,7 +37,7 @@ func newRouter() (http.Handler, error) {
 	mfa := r.Group("/mfa")
 	for _, rt := range api.Routes() {
 		for _, path := range rt.Paths {
-			mfa.Any(ginPath(path), wrap(rt.Handler)) // the kit answers a wrong method with 405
+			mfa.Any(exampleapp.ColonPath(path), wrap(rt.Handler)) // the kit answers a wrong method with 405
 		}
 	}
 	return r, nil

@@ -6,6 +6,7 @@ package exampleapp
 import (
 	"context"
 	"os"
+	"strings"
 
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mailer"
@@ -43,3 +44,9 @@ func NewAPI() (*httpx.Handlers, error) {
 	}
 	return httpx.New(svc, authorizer{}, httpx.Config{}), nil
 }
+
+// ColonPath turns a ServeMux pattern ("/users/{username}/...") into the
+// ":name" syntax of gin, echo and fiber ("/users/:username/...").
+func ColonPath(p string) string { return colonPath.Replace(p) }
+
+var colonPath = strings.NewReplacer("{", ":", "}", "")
