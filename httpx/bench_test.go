@@ -2,7 +2,6 @@ package httpx_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -111,5 +110,4 @@ func BenchmarkProblemRendering(b *testing.B) {
 		rec := httptest.NewRecorder()
 		httpx.WriteProblem(rec, httpx.ProblemFor(err))
 	}
-	_ = errors.New
 }

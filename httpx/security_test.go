@@ -21,7 +21,6 @@ import (
 	"github.com/mfakit/mfakit/internal/testdb"
 	"github.com/mfakit/mfakit/mailer/mailertest"
 	"github.com/mfakit/mfakit/mfa"
-	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
 	"github.com/mfakit/mfakit/storage/sqlstore"
 )
@@ -340,4 +339,3 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-var _ storage.Store = (*memstore.Store)(nil)
