@@ -49,6 +49,9 @@ type Store struct {
 	enrollments, codes, attempts, sends, recovery, versions string
 
 	stmts sync.Map // query → *sql.Stmt
+	// steps and states batch the verify hot path on PostgreSQL.
+	steps  *batcher[stepIn, bool]
+	states *batcher[stateIn, stateOut]
 }
 
 // prepared returns the prepared statement of query (written with ?
@@ -120,9 +123,14 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	p := opts.TablePrefix
-	return &Store{db: db, dialect: dialect, prefix: p, now: opts.Now,
+	s := &Store{db: db, dialect: dialect, prefix: p, now: opts.Now,
 		enrollments: p + "enrollments", codes: p + "codes", attempts: p + "attempts",
-		sends: p + "sends", recovery: p + "recovery_codes", versions: p + "schema_versions"}, nil
+		sends: p + "sends", recovery: p + "recovery_codes", versions: p + "schema_versions"}
+	if dialect == Postgres {
+		s.steps = &batcher[stepIn, bool]{key: func(c stepIn) string { return factorKey(c.user, c.factor) }, run: s.acceptSteps}
+		s.states = &batcher[stateIn, stateOut]{key: func(c stateIn) string { return factorKey(c.user, c.factor) }, run: s.factorStates}
+	}
+	return s, nil
 }
 
 // Tables lists the store's table names, for hosts that back up or drop them.
@@ -276,10 +284,17 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, user string, factor stora
 // AcceptStep implements storage.EnrollmentStore with one conditional
 // UPDATE (last_step < step), so concurrent callers cannot both succeed.
 func (s *Store) AcceptStep(ctx context.Context, user string, factor storage.Factor, step int64) error {
-	n, err := s.exec(ctx, "accept step", "UPDATE "+s.enrollments+" SET last_step = ?"+
-		" WHERE username = ? AND factor = ? AND verified = TRUE AND last_step < ?", step, user, string(factor), step)
-	if err != nil || n == 1 {
-		return err
+	if s.steps != nil {
+		ok, err := s.steps.do(ctx, stepIn{user, factor, step})
+		if err != nil || ok {
+			return err
+		}
+	} else {
+		n, err := s.exec(ctx, "accept step", "UPDATE "+s.enrollments+" SET last_step = ?"+
+			" WHERE username = ? AND factor = ? AND verified = TRUE AND last_step < ?", step, user, string(factor), step)
+		if err != nil || n == 1 {
+			return err
+		}
 	}
 	cur, err := s.Enrollment(ctx, user, factor)
 	switch {
@@ -515,6 +530,20 @@ func (s *Store) ReleaseSend(ctx context.Context, key string, at time.Time) error
 // FactorState implements storage.StateReader: the enrollment and its
 // failure state in one query; a second only when there is no enrollment.
 func (s *Store) FactorState(ctx context.Context, user string, factor storage.Factor) (storage.Enrollment, storage.Attempts, error) {
+	if s.states != nil {
+		o, err := s.states.do(ctx, stateIn{user, factor})
+		switch {
+		case err != nil:
+			return storage.Enrollment{}, storage.Attempts{}, err
+		case o.found:
+			return o.e, o.a, nil
+		}
+		a, err := s.Attempts(ctx, user, factor)
+		if err != nil {
+			return storage.Enrollment{}, a, err
+		}
+		return storage.Enrollment{}, a, storage.ErrNotFound
+	}
 	var e storage.Enrollment
 	var a storage.Attempts
 	var f string
