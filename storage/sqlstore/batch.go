@@ -190,4 +190,3 @@ func (s *Store) factorStates(ctx context.Context, batch []stateIn) ([]stateOut, 
 	}
 	return out, nil
 }
-
