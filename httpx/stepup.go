@@ -14,7 +14,9 @@ var ErrMFARequired = errors.New("httpx: recent multi-factor authentication requi
 // mfaRequiredError carries the max age into the 401 answer.
 type mfaRequiredError struct{ maxAge time.Duration }
 
+// Error returns the text of ErrMFARequired.
 func (e *mfaRequiredError) Error() string { return ErrMFARequired.Error() }
+// Is matches ErrMFARequired.
 func (e *mfaRequiredError) Is(target error) bool {
 	return target == ErrMFARequired
 }

@@ -318,7 +318,9 @@ func (s *Service) revokeChallenges(ctx context.Context, user string) error {
 // internalError marks errors that come from the store or the mailer.
 type internalError struct{ err error }
 
+// Error returns the wrapped error's text.
 func (e *internalError) Error() string { return e.err.Error() }
+// Unwrap returns the wrapped error.
 func (e *internalError) Unwrap() error { return e.err }
 
 func isInternal(err error) bool {

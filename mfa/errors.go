@@ -50,6 +50,7 @@ type LockedError struct {
 // ErrLocked is matched by every *LockedError.
 var ErrLocked = errors.New("mfa: too many failed attempts")
 
+// Error says until when the factor is locked.
 func (e *LockedError) Error() string {
 	return fmt.Sprintf("mfa: too many failed attempts; locked until %s", e.Until.UTC().Format(time.RFC3339))
 }
@@ -67,6 +68,7 @@ type RateLimitedError struct {
 // ErrRateLimited is matched by every *RateLimitedError.
 var ErrRateLimited = errors.New("mfa: too many codes requested")
 
+// Error says how long to wait.
 func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("mfa: too many codes requested; retry after %s", e.RetryAfter.Round(time.Second))
 }

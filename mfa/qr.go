@@ -26,11 +26,13 @@ var qrEncoder = png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngBuf
 
 type pngBuffers struct{ pool sync.Pool }
 
+// Get implements png.EncoderBufferPool.
 func (p *pngBuffers) Get() *png.EncoderBuffer {
 	b, _ := p.pool.Get().(*png.EncoderBuffer)
 	return b
 }
 
+// Put implements png.EncoderBufferPool.
 func (p *pngBuffers) Put(b *png.EncoderBuffer) { p.pool.Put(b) }
 
 // QRPNG renders the key URI as a QR code PNG of size×size pixels, with

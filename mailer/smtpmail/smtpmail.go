@@ -91,6 +91,7 @@ type Error struct {
 	Err error
 }
 
+// Error says whether the failure was temporary, with the reply code.
 func (e *Error) Error() string {
 	kind := "permanent"
 	if e.Temporary {
@@ -102,6 +103,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("smtpmail: %s failure: %v", kind, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // Mailer is a mailer.Mailer that sends over SMTP. It is safe for
