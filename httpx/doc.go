@@ -12,6 +12,11 @@
 //	mux.Handle("/", myApp)
 //	http.ListenAndServe(":8080", mux)
 //
+// A host's token endpoint adds the MFA step of sign-in with
+// mfa.Service.StartChallenge, Handlers.WriteChallenge and
+// Handlers.StateTokenGrant; Auth.RequireMFA guards routes that need a
+// recent MFA.
+//
 // Hosts on chi, gin, echo or fiber mount the single handlers
 // (api.MFADetails(), api.AssociateQRCode(), ...) on their own routes; the
 // admin reset reads the username with r.PathValue("username"), which such

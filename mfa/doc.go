@@ -12,7 +12,9 @@
 //	if err != nil { ... }
 //	key, _ := svc.BeginAuthenticator(ctx, "alice@example.com") // show key.QRPNG(mfa.QRSize)
 //	err = svc.VerifyAuthenticator(ctx, "alice@example.com", "123456")
-//	err = svc.CheckAuthenticator(ctx, "alice@example.com", "654321") // at every later sign-in
+//	// At every later sign-in, after the host checked the password:
+//	ch, err := svc.StartChallenge(ctx, "alice@example.com", "alice@example.com") // ch.Token goes to the client
+//	res, err := svc.CompleteChallenge(ctx, ch.Token, mfa.Proof{Code: "654321"})     // res.User passed MFA
 //
 // Errors are values: test them with errors.Is against the Err variables, or
 // errors.As into *LockedError and *RateLimitedError for the time to wait.
