@@ -16,6 +16,7 @@ type mfaRequiredError struct{ maxAge time.Duration }
 
 // Error returns the text of ErrMFARequired.
 func (e *mfaRequiredError) Error() string { return ErrMFARequired.Error() }
+
 // Is matches ErrMFARequired.
 func (e *mfaRequiredError) Is(target error) bool {
 	return target == ErrMFARequired

@@ -320,6 +320,7 @@ type internalError struct{ err error }
 
 // Error returns the wrapped error's text.
 func (e *internalError) Error() string { return e.err.Error() }
+
 // Unwrap returns the wrapped error.
 func (e *internalError) Unwrap() error { return e.err }
 
