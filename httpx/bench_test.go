@@ -58,6 +58,7 @@ func BenchmarkHandlers(b *testing.B) {
 		}
 		codes[i] = p.Code(secret, p.Step(now))
 	}
+	az.users = append(az.users, httpx.User{Username: "admin@example.com", Roles: []string{"ROLE_ADMIN_CUSTOMER"}})
 	h := httpx.New(svc, az, httpx.Config{Logger: slog.New(slog.DiscardHandler)}).Handler()
 	tokens := make([]string, users)
 	for i := range tokens {
@@ -100,7 +101,22 @@ func BenchmarkHandlers(b *testing.B) {
 	b.Run("resetMyQRCodeEnroll_fail", func(b *testing.B) {
 		run(b, "POST", "/users/mfa/resetMyQRCodeEnroll", func(int) string { return `{"mfatype":"AUTHENTICATOR","totp":"000000"}` }, 400)
 	})
+	b.Run("verifyQRCodeEnroll_conflict", func(b *testing.B) {
+		run(b, "PUT", "/users/mfa/verifyQRCodeEnroll", func(int) string { return `{"mfatype":"AUTHENTICATOR","totp":"000000"}` }, 409)
+	})
 	b.Run("adminReset_forbidden", func(b *testing.B) { run(b, "PUT", "/users/x/mfa/resetQRCodeEnroll", nil, 403) })
+	b.Run("adminReset", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			req := httptest.NewRequest("PUT", "/users/nobody@example.com/mfa/resetQRCodeEnroll", nil)
+			req.Header.Set("Authorization", "Bearer t"+strconv.Itoa(users)) // the admin
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				b.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+		}
+	})
 }
 
 func BenchmarkProblemRendering(b *testing.B) {
