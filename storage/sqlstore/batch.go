@@ -155,9 +155,7 @@ func (s *Store) factorStates(ctx context.Context, batch []stateIn) ([]stateOut, 
 	for i, c := range batch {
 		users[i], factors[i] = c.user, string(c.factor)
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT e.username, e.factor, e.id, e.verified, e.secret, e.key_id, e.last_step,"+
-		" e.created_at, e.verified_at, e.expires_at, COALESCE(a.failures, 0), COALESCE(a.locked_until, 0)"+
-		" FROM unnest($1::text[], $2::text[]) AS v(u, f) JOIN "+s.enrollments+" e ON e.username = v.u AND e.factor = v.f"+
+	rows, err := s.db.QueryContext(ctx, "SELECT "+stateCols+" FROM unnest($1::text[], $2::text[]) AS v(u, f) JOIN "+s.enrollments+" e ON e.username = v.u AND e.factor = v.f"+
 		" LEFT JOIN "+s.attempts+" a ON a.username = e.username AND a.factor = e.factor", users, factors)
 	if err != nil {
 		return nil, wrap("factor state", err)
@@ -165,20 +163,11 @@ func (s *Store) factorStates(ctx context.Context, batch []stateIn) ([]stateOut, 
 	defer rows.Close()
 	found := map[string]stateOut{}
 	for rows.Next() {
-		var o stateOut
-		var f string
-		var created, verified, expires, locked int64
-		if err := rows.Scan(&o.e.User, &f, &o.e.ID, &o.e.Verified, &o.e.Secret, &o.e.KeyID, &o.e.LastStep,
-			&created, &verified, &expires, &o.a.Failures, &locked); err != nil {
+		o := stateOut{found: true}
+		var err error
+		if o.e, o.a, err = scanState(rows); err != nil {
 			return nil, wrap("factor state", err)
 		}
-		o.e.Factor = storage.Factor(f)
-		o.e.CreatedAt, o.e.VerifiedAt, o.e.ExpiresAt = fromMicros(created), fromMicros(verified), fromMicros(expires)
-		if len(o.e.Secret) == 0 {
-			o.e.Secret = nil
-		}
-		o.a.LockedUntil = fromMicros(locked)
-		o.found = true
 		found[factorKey(o.e.User, o.e.Factor)] = o
 	}
 	if err := rows.Err(); err != nil {

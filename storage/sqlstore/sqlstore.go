@@ -161,12 +161,29 @@ func wrap(op string, err error) error {
 
 const enrollmentCols = "username, factor, id, verified, secret, key_id, last_step, created_at, verified_at, expires_at"
 
-func scanEnrollment(row interface{ Scan(...any) error }) (storage.Enrollment, error) {
+// stateCols selects an enrollment (table alias e) and its failure state
+// (alias a, joined with LEFT JOIN), for scanState.
+const stateCols = "e.username, e.factor, e.id, e.verified, e.secret, e.key_id, e.last_step, e.created_at," +
+	" e.verified_at, e.expires_at, COALESCE(a.failures, 0), COALESCE(a.locked_until, 0)"
+
+// scanState reads a row of stateCols.
+func scanState(row interface{ Scan(...any) error }) (storage.Enrollment, storage.Attempts, error) {
+	var a storage.Attempts
+	var locked int64
+	e, err := scanEnrollment(row, &a.Failures, &locked)
+	a.LockedUntil = fromMicros(locked)
+	return e, a, err
+}
+
+// scanEnrollment reads a row of enrollmentCols, then any extra columns
+// into extra.
+func scanEnrollment(row interface{ Scan(...any) error }, extra ...any) (storage.Enrollment, error) {
 	var e storage.Enrollment
 	var factor string
 	var created, verified, expires int64
-	if err := row.Scan(&e.User, &factor, &e.ID, &e.Verified, &e.Secret, &e.KeyID, &e.LastStep,
-		&created, &verified, &expires); err != nil {
+	dest := append([]any{&e.User, &factor, &e.ID, &e.Verified, &e.Secret, &e.KeyID, &e.LastStep,
+		&created, &verified, &expires}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return storage.Enrollment{}, err
 	}
 	e.Factor = storage.Factor(factor)
@@ -544,30 +561,16 @@ func (s *Store) FactorState(ctx context.Context, user string, factor storage.Fac
 		}
 		return storage.Enrollment{}, a, storage.ErrNotFound
 	}
-	var e storage.Enrollment
-	var a storage.Attempts
-	var f string
-	var created, verified, expires, locked int64
-	err := s.queryRow(ctx, "SELECT e.username, e.factor, e.id, e.verified, e.secret, e.key_id, e.last_step, e.created_at,"+
-		" e.verified_at, e.expires_at, COALESCE(a.failures, 0), COALESCE(a.locked_until, 0) FROM "+s.enrollments+" e LEFT JOIN "+
-		s.attempts+" a ON a.username = e.username AND a.factor = e.factor WHERE e.username = ? AND e.factor = ?",
-		user, string(factor)).Scan(&e.User, &f, &e.ID, &e.Verified, &e.Secret, &e.KeyID, &e.LastStep,
-		&created, &verified, &expires, &a.Failures, &locked)
+	e, a, err := scanState(s.queryRow(ctx, "SELECT "+stateCols+" FROM "+s.enrollments+" e LEFT JOIN "+s.attempts+
+		" a ON a.username = e.username AND a.factor = e.factor WHERE e.username = ? AND e.factor = ?", user, string(factor)))
 	if errors.Is(err, sql.ErrNoRows) {
-		a, err = s.Attempts(ctx, user, factor)
-		if err != nil {
-			return e, a, err
+		if a, err = s.Attempts(ctx, user, factor); err != nil {
+			return storage.Enrollment{}, a, err
 		}
 		return storage.Enrollment{}, a, storage.ErrNotFound
 	}
 	if err != nil {
-		return e, a, wrap("factor state", err)
+		return storage.Enrollment{}, storage.Attempts{}, wrap("factor state", err)
 	}
-	e.Factor = storage.Factor(f)
-	e.CreatedAt, e.VerifiedAt, e.ExpiresAt = fromMicros(created), fromMicros(verified), fromMicros(expires)
-	if len(e.Secret) == 0 {
-		e.Secret = nil
-	}
-	a.LockedUntil = fromMicros(locked)
 	return e, a, nil
 }
