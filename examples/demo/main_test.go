@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -138,18 +139,10 @@ func (d *demo) complete(token, code string, extra ...string) (int, map[string]an
 	return d.grant(form)
 }
 
+// basic calls path with the demo client's credentials and a JSON body.
 func (d *demo) basic(method, path, body string) (int, []byte) {
 	d.t.Helper()
-	req, _ := http.NewRequest(method, d.srv.URL+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth("demo-client", "demo-secret")
-	resp, err := d.srv.Client().Do(req)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return d.call(method, path, "", body, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("demo-client:demo-secret")))
 }
 
 var printedCode = regexp.MustCompile(`verification code is:\s+(\d{6})`)
