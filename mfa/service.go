@@ -100,7 +100,8 @@ type FactorStatus struct {
 
 // Status is a user's MFA enrollment status.
 type Status struct {
-	// Available lists the enabled factors, AUTHENTICATOR first.
+	// Available lists the enabled factors, AUTHENTICATOR first. It is
+	// shared with the Service's configuration: read it, do not modify it.
 	Available []Factor
 	// Details has one entry per factor that is verified or pending (and not
 	// expired).
