@@ -51,6 +51,8 @@ var (
 	ErrExpired = errors.New("storage: expired")
 	// ErrCodeMismatch: a one-time code exists but the hash given does not match.
 	ErrCodeMismatch = errors.New("storage: code does not match")
+	// ErrLocked: ReserveAttempt found the factor locked and reserved nothing.
+	ErrLocked = errors.New("storage: locked")
 )
 
 // Enrollment is one user's enrollment of one factor, pending or verified.
@@ -94,11 +96,65 @@ type Code struct {
 
 // Attempts is the failure state of one user's factor.
 type Attempts struct {
-	// Failures counts consecutive failed checks since the last success.
+	// Failures counts the checks reserved since the last success: every
+	// check counts as a failure from the moment it is reserved until a
+	// success clears the state (see ReserveAttempt).
 	Failures int
 	// LockedUntil is the end of the current lockout; zero when none.
 	LockedUntil time.Time
+	// LastAt is when the last check was reserved; zero when none.
+	LastAt time.Time
 }
+
+// LockPolicy is the lockout rule a Store applies in ReserveAttempt.
+type LockPolicy struct {
+	// MaxFailures is how many checks may be reserved before the factor
+	// locks (at least 1).
+	MaxFailures int
+	// Base is the lock that the MaxFailures-th reservation sets; every
+	// reservation beyond it doubles the lock.
+	Base time.Duration
+	// Max caps the lock.
+	Max time.Duration
+}
+
+// LockFor returns the lock that the n-th consecutive reservation sets: 0
+// below MaxFailures, else Base doubled n-MaxFailures times, saturating at
+// Max (never overflowing, whatever n is).
+func (p LockPolicy) LockFor(n int) time.Duration {
+	if n < p.MaxFailures || p.Base <= 0 {
+		return 0
+	}
+	d := p.Base
+	for i := n - p.MaxFailures; i > 0 && d < p.Max; i-- {
+		d *= 2
+	}
+	return min(d, p.Max)
+}
+
+// NextAttempt applies p to a at now: the rule of ReserveAttempt. While
+// locked (now before a.LockedUntil) it returns a unchanged and false.
+// Otherwise it returns the state after one more reservation (Failures+1,
+// LastAt now, and LockedUntil = now + p.LockFor(Failures+1) once that
+// reaches MaxFailures) and true. Backends that can run Go inside their
+// atomic section share this rule instead of restating it; the others
+// compute the same thing, and storagetest checks that they do.
+func NextAttempt(a Attempts, now time.Time, p LockPolicy) (Attempts, bool) {
+	if now.Before(a.LockedUntil) {
+		return a, false
+	}
+	a.Failures++
+	a.LastAt = now
+	if d := p.LockFor(a.Failures); d > 0 {
+		a.LockedUntil = now.Add(d)
+	}
+	return a, true
+}
+
+// AttemptIdle is how long failure state must be unused, and unlocked,
+// before a Store may forget it (S27): storage grows with real users, not
+// with names an attacker types. Forgetting it is the same as a success.
+const AttemptIdle = 24 * time.Hour
 
 // SendLimit describes the email throttle passed to ReserveSend.
 type SendLimit struct {
@@ -144,10 +200,13 @@ type EnrollmentStore interface {
 
 	// AcceptStep records step as used for the verified enrollment of
 	// (user, factor) if and only if step > LastStep, and then sets LastStep to
-	// step. Otherwise it returns ErrStepReused and changes nothing. It returns
-	// ErrNotFound if there is no verified enrollment. Atomic across every
-	// client of the same backing store: of concurrent calls with the same step
-	// exactly one succeeds.
+	// step and clears the failure state of (user, factor) as ResetAttempts
+	// does: an accepted code is the success that ends the count. Otherwise
+	// it returns ErrStepReused and changes nothing. It returns ErrNotFound
+	// (changing nothing) if there is no verified enrollment. Atomic across
+	// every client of the same backing store: of concurrent calls with the
+	// same step exactly one succeeds, and the step and the cleared state
+	// are written together.
 	AcceptStep(ctx context.Context, user string, factor Factor, step int64) error
 
 	// DeleteEnrollment removes the enrollment of (user, factor), pending or
@@ -173,19 +232,29 @@ type CodeStore interface {
 	DeleteCode(ctx context.Context, user, purpose string) error
 }
 
-// AttemptStore counts failures for lockout and throttles sends.
+// AttemptStore bounds guesses (lockout) and throttles sends.
+//
+// A code check is reserved before the code is compared, never recorded
+// after: the reservation counts as a failure until a success clears it, so
+// that of any number of concurrent checks at most MaxFailures are ever
+// compared (S22). A rule that spans several calls is not atomic; that is
+// why the count, the lock test and the lock are one call.
 type AttemptStore interface {
 	// Attempts returns the failure state of (user, factor); the zero value
-	// and a nil error when nothing was recorded.
+	// and a nil error when nothing was recorded (or it was forgotten, see
+	// AttemptIdle).
 	Attempts(ctx context.Context, user string, factor Factor) (Attempts, error)
 
-	// RecordFailure adds one to the failure count of (user, factor) and
-	// returns the new count. Atomic: n concurrent calls add exactly n.
-	RecordFailure(ctx context.Context, user string, factor Factor) (int, error)
-
-	// LockUntil sets the lockout end of (user, factor) to until, unless a
-	// later one is already set (the later one stays).
-	LockUntil(ctx context.Context, user string, factor Factor, until time.Time) error
+	// ReserveAttempt reserves one code check of (user, factor) at now under
+	// policy p, as NextAttempt describes: while the factor is locked it
+	// changes nothing and returns the stored state with ErrLocked;
+	// otherwise it adds one to Failures, sets LastAt, sets LockedUntil once
+	// the count reaches p.MaxFailures, and returns the new state. Atomic
+	// across every client of the same backing store: of n concurrent calls
+	// on an unlocked factor with no failures, exactly min(n, MaxFailures)
+	// succeed. The count is never lost (a call that returned nil has been
+	// stored durably, as far as the backend is durable).
+	ReserveAttempt(ctx context.Context, user string, factor Factor, now time.Time, p LockPolicy) (Attempts, error)
 
 	// ResetAttempts clears the failure count and lockout of (user, factor);
 	// a no-op when nothing was recorded.
@@ -205,18 +274,26 @@ type AttemptStore interface {
 // returning an error (never a false success).
 //
 // A Store may forget a pending enrollment or a code once it has been expired
-// for a while (an hour or more): from then on it answers as if the record
-// never existed (ErrNotFound). Stores whose records do not vanish by
-// themselves offer the Cleaner interface.
+// for a while (an hour or more), and failure state idle for AttemptIdle:
+// from then on it answers as if the record never existed (ErrNotFound, or
+// zero Attempts). Stores whose records do not vanish by themselves offer
+// the Cleaner interface.
+//
+// What a Store must do is what the security rules rest on: replay
+// protection (AcceptStep), single-use codes (ConsumeCode), bounded guesses
+// (ReserveAttempt), throttled sends (ReserveSend) and recovery codes
+// (RecoveryStore). The optional interfaces below (ReservingReader,
+// Resealer, SendReleaser, Cleaner) only save round trips or tidy up; the
+// kit works without each of them.
 type Store interface {
 	EnrollmentStore
 	CodeStore
 	AttemptStore
+	RecoveryStore
 }
 
 // RecoveryStore keeps each user's recovery codes as a set of keyed hashes.
-// It is optional: a Store that lacks it serves everything but recovery
-// codes. All backends of this module implement it.
+// It is part of every Store: a reset must be able to remove them (S24).
 type RecoveryStore interface {
 	// ReplaceRecoveryCodes makes hashes the user's whole set, dropping any
 	// earlier set (S12: regenerating invalidates the old codes). Atomic:
@@ -257,24 +334,31 @@ type SendReleaser interface {
 	ReleaseSend(ctx context.Context, key string, at time.Time) error
 }
 
-// StateReader is an optional Store capability for the verify hot path:
-// reading a factor's enrollment and its failure state together, in one
-// round trip where the backend allows. All backends of this module
-// implement it.
-type StateReader interface {
-	// FactorState returns what Enrollment and Attempts would return for
-	// (user, factor). With no enrollment it returns the Attempts and
-	// ErrNotFound.
-	FactorState(ctx context.Context, user string, factor Factor) (Enrollment, Attempts, error)
+// ReservingReader is an optional Store capability for the verify hot
+// path: reserving a check and reading the enrollment it is for in one
+// round trip, with the same work whether or not the enrollment exists
+// (S26). Without it the kit calls ReserveAttempt, then Enrollment. All
+// backends of this module implement it.
+type ReservingReader interface {
+	// ReserveFactor does what ReserveAttempt(ctx, user, factor, now, p)
+	// does and, unless that returned ErrLocked, reads the enrollment of
+	// (user, factor). It returns the enrollment, the state after the
+	// reservation and nil; or the state, ErrLocked and a zero Enrollment
+	// (nothing reserved); or a zero Enrollment, the state after the
+	// reservation and ErrNotFound when there is no enrollment (the check
+	// is still reserved).
+	ReserveFactor(ctx context.Context, user string, factor Factor, now time.Time, p LockPolicy) (Enrollment, Attempts, error)
 }
 
 // Cleaner is implemented by Stores whose expired records stay until removed.
 // Hosts call DeleteExpired on a schedule (say, hourly).
 type Cleaner interface {
 	// DeleteExpired removes pending enrollments and codes that expired
-	// before cutoff, and send-throttle state whose last send is SendIdle
-	// older than cutoff, and returns how many records it removed. Verified
-	// enrollments and failure counts are never removed.
+	// before cutoff, send-throttle state whose last send is SendIdle older
+	// than cutoff, and failure state whose last reservation is AttemptIdle
+	// older than cutoff and whose lock ended before cutoff, and returns how
+	// many records it removed. Verified enrollments, recovery codes and
+	// failure state that is locked or recent are never removed.
 	DeleteExpired(ctx context.Context, cutoff time.Time) (int64, error)
 }
 
