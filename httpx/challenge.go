@@ -101,12 +101,7 @@ func (h *Handlers) SwitchChallenge() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		email, err := h.emailOf(r, req.StateToken)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		ch, err := h.svc.SwitchChallenge(r.Context(), req.StateToken, mfa.Email, email)
+		ch, err := h.svc.SwitchChallenge(r.Context(), req.StateToken, mfa.Email, h.emailOf)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -115,18 +110,15 @@ func (h *Handlers) SwitchChallenge() http.Handler {
 	})
 }
 
-// emailOf asks the Authorizer for the address of the user a state token
-// claims, when it can tell (the optional UserLookup interface).
-func (h *Handlers) emailOf(r *http.Request, token string) (string, error) {
+// emailOf asks the Authorizer for user's address, when it can tell (the
+// optional UserLookup interface). SwitchChallenge calls it only after the
+// state token proved to be live (S26).
+func (h *Handlers) emailOf(ctx context.Context, user string) (string, error) {
 	lookup, ok := h.auth.authz.(UserLookup)
 	if !ok {
 		return "", mfa.ErrNoEmail
 	}
-	user, err := mfa.TokenUser(token)
-	if err != nil {
-		return "", err
-	}
-	u, err := lookup.LookupUser(r.Context(), user)
+	u, err := lookup.LookupUser(ctx, user)
 	if err != nil {
 		return "", err
 	}

@@ -417,8 +417,10 @@ func (h *Handlers) EnrollEmail() http.Handler {
 }
 
 // ResetRequest is the body of resetMyQRCodeEnroll. With client
-// credentials either Username or StateToken names the user; with a user
-// token both are absent (or Username matches the token's user).
+// credentials StateToken (from the password step of a sign-in) names the
+// user; with a user token both StateToken and Username are absent (or
+// Username matches the token's user). Username is accepted for clients
+// written against older versions, and never names a user by itself (S23).
 type ResetRequest struct {
 	Username   string `json:"username" validate:"max=320"`
 	StateToken string `json:"stateToken" validate:"max=1024"`
@@ -429,12 +431,14 @@ type ResetRequest struct {
 // ResetMyQRCodeEnroll serves POST resetMyQRCodeEnroll. The caller proves a
 // factor the user still holds (S13):
 //   - Bearer user token: {"mfatype":"AUTHENTICATOR"|"RECOVERY","totp":"..."}
-//   - Basic client credentials: the same plus "username"; or, for a user
-//     who lost the phone, "stateToken" from the sign-in challenge with
-//     "mfatype":"EMAIL" (the code the challenge sent) or "RECOVERY".
+//   - Basic client credentials: "stateToken" from the password step of a
+//     sign-in, with "mfatype":"AUTHENTICATOR", "EMAIL" (the code the
+//     challenge sent, after switching it to EMAIL) or "RECOVERY".
 //
-// With client credentials and a username, a user without an enrollment
-// gets the same answer as a wrong code (S18).
+// Client credentials are public in browser and mobile apps, so they never
+// stand in for the password (S23): with them, a body that names a user
+// only by "username" gets the answer of a wrong code, and nothing of that
+// user is read, counted or changed.
 func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 	return h.endpoint(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
 		var user string
@@ -470,24 +474,16 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 		}
 		var err error
 		switch {
-		case viaClient && req.StateToken != "":
-			if req.Username != "" {
-				h.fail(w, r, invalidParam("username", "must be omitted with stateToken"))
-				return
-			}
-			err = h.svc.ResetAuthenticatorWithChallenge(r.Context(), req.StateToken, proof)
-		case viaClient && req.Username == "":
-			h.fail(w, r, invalidParam("username", "username or stateToken is required with client credentials"))
+		case viaClient && req.StateToken == "":
+			// Client credentials are public (S23): a username and a code
+			// never remove a factor. The answer is a wrong code's, and
+			// nothing of the named user is read or counted.
+			err = mfa.ErrInvalidCode
+		case viaClient && req.Username != "":
+			h.fail(w, r, invalidParam("username", "must be omitted with stateToken"))
 			return
 		case viaClient:
-			if proof.Factor == mfa.Email {
-				h.fail(w, r, invalidParam("mfatype", "EMAIL needs a stateToken"))
-				return
-			}
-			err = h.svc.ResetAuthenticator(r.Context(), req.Username, proof)
-			if errors.Is(err, mfa.ErrNotEnrolled) {
-				err = mfa.ErrInvalidCode
-			}
+			err = h.svc.ResetAuthenticatorWithChallenge(r.Context(), req.StateToken, proof)
 		case req.StateToken != "":
 			h.fail(w, r, invalidParam("stateToken", "is for client credentials only"))
 			return

@@ -63,7 +63,6 @@ const (
 	CodeMFARequired          = "mfa_required"
 	CodeInvalidToken         = "invalid_token"
 	CodeTokenExpired         = "token_expired"
-	CodeRecoveryUnsupported  = "recovery_unsupported"
 	CodeMailUnavailable      = "mail_unavailable"
 )
 
@@ -91,7 +90,6 @@ var titles = map[string]string{
 	CodeMFARequired:          "Recent multi-factor authentication required",
 	CodeInvalidToken:         "Invalid state token",
 	CodeTokenExpired:         "State token expired",
-	CodeRecoveryUnsupported:  "Recovery codes unavailable",
 	CodeMailUnavailable:      "Email could not be delivered",
 }
 
@@ -132,8 +130,6 @@ func ProblemFor(err error) *Problem {
 			"the email with the code could not be sent; try again shortly")
 		p.retryAfter = 30 * time.Second
 		return p
-	case errors.Is(err, mfa.ErrRecoveryUnsupported):
-		return NewProblem(http.StatusNotImplemented, CodeRecoveryUnsupported, "this server keeps no recovery codes")
 	case errors.Is(err, ErrUnauthorized):
 		return NewProblem(http.StatusUnauthorized, CodeUnauthorized, "valid credentials are required")
 	case errors.Is(err, mfa.ErrForbidden):

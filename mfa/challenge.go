@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mfakit/mfakit/mailer"
 	"github.com/mfakit/mfakit/storage"
 )
 
@@ -99,24 +97,38 @@ func (s *Service) StartChallenge(ctx context.Context, user, address string) (Cha
 	return s.issueChallenge(ctx, user, enrollMarker, address)
 }
 
+// AddressFunc finds the email address of a user, for a code sent where
+// the caller holds no user session (a switched sign-in challenge).
+type AddressFunc func(ctx context.Context, user string) (string, error)
+
 // SwitchChallenge trades a live state token for a challenge of another
 // verified factor of the same user, e.g. EMAIL when the phone with the
-// authenticator is lost. The old token stops working.
-func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, address string) (Challenge, error) {
+// authenticator is lost. The old token stops working. The token is checked
+// before anything about the user is looked up (S26): addressOf is called
+// only for the user of a live token, to find where an EMAIL code goes.
+func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, addressOf AddressFunc) (Challenge, error) {
 	user, _, expires, err := s.consumeToken(ctx, token)
 	if err != nil {
 		return Challenge{}, err
 	}
 	e, err := s.store.Enrollment(ctx, user, to)
+	address := ""
 	switch {
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		err = s.internal(ctx, "switch challenge", err)
 	case !e.Verified || !s.enabled(to):
 		err = ErrNotEnrolled
+	case to == Email && addressOf == nil:
+		err = ErrNoEmail
 	default:
-		var ch Challenge
-		if ch, err = s.issueChallenge(ctx, user, to, address); err == nil {
-			return ch, nil
+		if to == Email {
+			address, err = addressOf(ctx, user)
+		}
+		if err == nil {
+			var ch Challenge
+			if ch, err = s.issueChallenge(ctx, user, to, address); err == nil {
+				return ch, nil
+			}
 		}
 	}
 	// Refused (throttled, say): the old token stays good.
@@ -175,7 +187,7 @@ func (s *Service) consumeToken(ctx context.Context, token string) (string, Facto
 	if err != nil {
 		return "", "", time.Time{}, err
 	}
-	switch err := s.store.ConsumeCode(ctx, user, purposeLogin, s.keys.codeHash(user, purposeLogin, token), s.cfg.Now()); {
+	switch err := s.consumeCode(ctx, user, purposeLogin, token); {
 	case errors.Is(err, storage.ErrExpired):
 		return "", "", time.Time{}, ErrTokenExpired
 	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrCodeMismatch):
@@ -233,75 +245,19 @@ func (s *Service) checkProof(ctx context.Context, user string, proof Proof, emai
 		if emailPurpose == "" {
 			return ErrUnsupportedProof
 		}
-		prior, err := s.checkLock(ctx, user, Email)
+		a, err := s.reserve(ctx, user, Email)
 		if err != nil {
 			return err
 		}
-		if err := s.consumeEmailCode(ctx, user, emailPurpose, proof.Code); err != nil {
+		if err := s.consumeEmailCode(ctx, user, emailPurpose, proof.Code, a); err != nil {
 			return err
 		}
-		s.succeed(ctx, user, Email, EventVerified, prior)
+		s.succeeded(ctx, user, Email, EventVerified, false)
 		return nil
 	case Recovery:
 		return s.UseRecoveryCode(ctx, user, proof.Code)
 	}
 	return ErrUnsupportedProof
-}
-
-// consumeEmailCode uses up the emailed code of purpose, counting a wrong or
-// missing one as a failure.
-func (s *Service) consumeEmailCode(ctx context.Context, user, purpose, code string) error {
-	switch err := s.store.ConsumeCode(ctx, user, purpose, s.keys.codeHash(user, purpose, code), s.cfg.Now()); {
-	case errors.Is(err, storage.ErrExpired):
-		return s.fail(ctx, user, Email, ErrCodeExpired)
-	case errors.Is(err, storage.ErrCodeMismatch), errors.Is(err, storage.ErrNotFound):
-		return s.fail(ctx, user, Email, ErrInvalidCode)
-	case err != nil:
-		return s.internal(ctx, "consume email code", err)
-	}
-	return nil
-}
-
-// sendCode reserves a send (S9), stores a fresh code under purpose
-// (replacing the previous one, S10) and mails it to address. An undelivered
-// code is removed so it cannot linger.
-func (s *Service) sendCode(ctx context.Context, user, address, purpose string, expires time.Time) error {
-	if address == "" {
-		return ErrNoEmail
-	}
-	now := s.cfg.Now()
-	wait, err := s.store.ReserveSend(ctx, "email:"+user, now, s.limits)
-	if err != nil {
-		return s.internal(ctx, "reserve send", err)
-	}
-	if wait > 0 {
-		return &RateLimitedError{RetryAfter: wait}
-	}
-	code := newDigits(6)
-	err = s.store.PutCode(ctx, storage.Code{User: user, Purpose: purpose,
-		Hash: s.keys.codeHash(user, purpose, code), ExpiresAt: expires})
-	if err != nil {
-		return s.internal(ctx, "store email code", err)
-	}
-	tpl := mailer.Localized{Default: s.cfg.CodeTemplate, ByLocale: s.cfg.CodeTemplates}.For(requestInfo(ctx).Locale)
-	msg, err := tpl.Render(address, mailer.CodeData{Product: s.cfg.Issuer, User: user,
-		Code: code, TTL: expires.Sub(now)})
-	if err != nil {
-		return s.internal(ctx, "render email", err)
-	}
-	if err := s.mail.Send(ctx, msg); err != nil {
-		// Undelivered: drop the code and give the send back, so nothing
-		// usable lingers and the user's next request is not held back.
-		bg := context.WithoutCancel(ctx)
-		_ = s.store.DeleteCode(bg, user, purpose)
-		if r, ok := s.store.(storage.SendReleaser); ok {
-			_ = r.ReleaseSend(bg, "email:"+user, now)
-		}
-		s.cfg.Logger.ErrorContext(ctx, "mfa: email not delivered", "err", err)
-		return fmt.Errorf("%w: %w", ErrMailUnavailable, err)
-	}
-	s.emit(ctx, EventEmailSent, user, Email, "")
-	return nil
 }
 
 // revokeChallenges ends the user's in-flight sign-in and its email code
@@ -327,12 +283,4 @@ func (e *internalError) Unwrap() error { return e.err }
 func isInternal(err error) bool {
 	var ie *internalError
 	return errors.As(err, &ie)
-}
-
-// TokenUser returns the username a state token claims, without checking
-// it: for looking up where to send an email before SwitchChallenge, which
-// checks the token.
-func TokenUser(token string) (string, error) {
-	user, _, _, err := parseToken(token)
-	return user, err
 }

@@ -58,11 +58,14 @@ type Config struct {
 	// Default 5.
 	EmailHourlyLimit int
 
-	// MaxFailures is how many consecutive failed checks lock a factor (S8).
-	// Default 5; at most 100.
+	// MaxFailures is how many checks of a factor may be evaluated since
+	// its last success before it locks (S8, S22). Each check is counted
+	// before its code is compared, so concurrent checks never pass the
+	// limit. Default 5; at most 100.
 	MaxFailures int
 	// LockoutBase is the first lockout; each further failure while the
-	// count stays at or above MaxFailures doubles it. Default 1 minute.
+	// count stays at or above MaxFailures doubles it, saturating at
+	// LockoutMax (S27). Default 1 minute.
 	LockoutBase time.Duration
 	// LockoutMax caps the lockout. Default 1 hour.
 	LockoutMax time.Duration
@@ -109,6 +112,19 @@ type Config struct {
 	// ReportTo is whom a change notice tells the user to contact about a
 	// change they did not make. Default "your administrator".
 	ReportTo string
+
+	// EndSessions is called after a reset that closes every way back
+	// (S24): an admin reset, or a reset that removed the user's last
+	// verified factor. The host ends every session of user there, so a
+	// session (and its MFA time) from before the reset stops counting. It
+	// runs after the reset has happened; it should not block for long.
+	// Default none.
+	EndSessions func(ctx context.Context, user string)
+	// AcceptUnboundSecrets opens TOTP secrets sealed before enrollment ids
+	// were bound into the associated data (S30), and reseals each under
+	// the new binding when it is opened. Turn it on only while upgrading
+	// a store written by an older version. Default false.
+	AcceptUnboundSecrets bool
 
 	// Now is the clock. Default time.Now.
 	Now func() time.Time

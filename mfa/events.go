@@ -22,6 +22,7 @@ const (
 	EventAdminReset        EventType = "admin_reset"        // an administrator removed a user's factor
 	EventRecoveryGenerated EventType = "recovery_generated" // a new set of recovery codes replaced the old
 	EventRecoveryUsed      EventType = "recovery_used"      // a recovery code was spent
+	EventSessionsEnded     EventType = "sessions_ended"     // a reset closed every way back: recovery codes removed, Config.EndSessions called (S24)
 )
 
 // Event is one audit record. It never holds a secret, a code or a token.

@@ -20,12 +20,15 @@ const KeySize = 32
 var ErrUnknownKey = errors.New("mfa: sealed with an unknown key id")
 
 // Keyring holds the keys that seal TOTP secrets at rest (S5) and key the
-// hashes of one-time codes (S10). One key is current: it seals everything
-// new; the others only open what they sealed before, so keys can rotate.
+// hashes of one-time codes, recovery codes and state tokens (S10). One key
+// is current: it seals and hashes everything new; the others only open and
+// check what they made before, so keys can rotate without invalidating
+// anything that is still valid (S25).
 type Keyring struct {
 	current string
 	aeads   map[string]cipher.AEAD
-	codeKey []byte
+	// codeKeys holds one hash key per key, the current one first.
+	codeKeys [][]byte
 }
 
 // NewKeyring returns a Keyring whose key named current seals new values.
@@ -57,10 +60,19 @@ func NewKeyring(current string, keys map[string][]byte) (*Keyring, error) {
 			return nil, err
 		}
 	}
-	mac := hmac.New(sha256.New, keys[current])
-	mac.Write([]byte("mfakit code hash v1"))
-	k.codeKey = mac.Sum(nil)
+	k.codeKeys = append(k.codeKeys, deriveCodeKey(keys[current]))
+	for _, id := range ids {
+		if id != current {
+			k.codeKeys = append(k.codeKeys, deriveCodeKey(keys[id]))
+		}
+	}
 	return k, nil
+}
+
+func deriveCodeKey(key []byte) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("mfakit code hash v1"))
+	return mac.Sum(nil)
 }
 
 // NewRandomKeyring returns a Keyring with one fresh random key. What it
@@ -101,9 +113,18 @@ func (k *Keyring) open(keyID string, ciphertext, ad []byte) ([]byte, error) {
 	return aead.Open(nil, ciphertext[:n], ciphertext[n:], ad)
 }
 
-// codeHash is the keyed hash under which a one-time code is stored.
+// codeHash is the keyed hash under which a one-time code is stored: under
+// the current key.
 func (k *Keyring) codeHash(user, purpose, code string) []byte {
-	mac := hmac.New(sha256.New, k.codeKey)
+	return k.codeHashWith(0, user, purpose, code)
+}
+
+// hashKeys is how many keys a code may have been hashed under; codeHashWith
+// with i from 0 to hashKeys()-1 tries them, the current one first (S25).
+func (k *Keyring) hashKeys() int { return len(k.codeKeys) }
+
+func (k *Keyring) codeHashWith(i int, user, purpose, code string) []byte {
+	mac := hmac.New(sha256.New, k.codeKeys[i])
 	var n [binary.MaxVarintLen64]byte
 	for _, s := range []string{user, purpose, code} {
 		mac.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])

@@ -9,10 +9,6 @@ import (
 	"github.com/mfakit/mfakit/storage"
 )
 
-// ErrRecoveryUnsupported is returned when the Store does not implement
-// RecoveryStore.
-var ErrRecoveryUnsupported = errors.New("mfa: the store keeps no recovery codes")
-
 const purposeRecovery = "recovery"
 
 // recoveryAlphabet is Crockford's base32: no I, L, O or U to misread.
@@ -21,24 +17,12 @@ const recoveryAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 // recoveryLen characters of 5 bits each: 80 bits per code (S12 asks ≥ 64).
 const recoveryLen = 16
 
-func (s *Service) recoveryStore() (storage.RecoveryStore, error) {
-	r, ok := s.store.(storage.RecoveryStore)
-	if !ok {
-		return nil, ErrRecoveryUnsupported
-	}
-	return r, nil
-}
-
 // GenerateRecoveryCodes makes a fresh set of Config.RecoveryCodes codes
 // for a user who holds a verified factor, replacing (and so invalidating)
 // any earlier set (S12). The codes are returned once, grouped for reading
 // ("7KQ2-XM4D-9TPA-0WRC"); only their keyed hashes are stored.
 func (s *Service) GenerateRecoveryCodes(ctx context.Context, user string) ([]string, error) {
 	if err := checkUser(user); err != nil {
-		return nil, err
-	}
-	r, err := s.recoveryStore()
-	if err != nil {
 		return nil, err
 	}
 	es, err := s.store.Enrollments(ctx, user)
@@ -63,7 +47,7 @@ func (s *Service) GenerateRecoveryCodes(ctx context.Context, user string) ([]str
 		codes[i] = string(raw[0:4]) + "-" + string(raw[4:8]) + "-" + string(raw[8:12]) + "-" + string(raw[12:16])
 		hashes[i] = s.keys.codeHash(user, purposeRecovery, string(raw))
 	}
-	if err := r.ReplaceRecoveryCodes(ctx, user, hashes); err != nil {
+	if err := s.store.ReplaceRecoveryCodes(ctx, user, hashes); err != nil {
 		return nil, s.internal(ctx, "store recovery codes", err)
 	}
 	if err := s.store.ResetAttempts(ctx, user, Recovery); err != nil {
@@ -78,11 +62,7 @@ func (s *Service) RecoveryCodesLeft(ctx context.Context, user string) (int, erro
 	if err := checkUser(user); err != nil {
 		return 0, err
 	}
-	r, err := s.recoveryStore()
-	if err != nil {
-		return 0, err
-	}
-	n, err := r.RecoveryCodesLeft(ctx, user)
+	n, err := s.store.RecoveryCodesLeft(ctx, user)
 	if err != nil {
 		return 0, s.internal(ctx, "recovery codes left", err)
 	}
@@ -91,26 +71,28 @@ func (s *Service) RecoveryCodesLeft(ctx context.Context, user string) (int, erro
 
 // UseRecoveryCode spends one of the user's recovery codes (single use,
 // S12). Dashes, spaces and case do not matter, and the look-alikes O, I
-// and L read as 0, 1 and 1. Failures count toward lockout (S8).
+// and L read as 0, 1 and 1. The check is counted before the code is
+// compared (S8, S22). A code made before a key rotation still works (S25).
 func (s *Service) UseRecoveryCode(ctx context.Context, user, code string) error {
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	r, err := s.recoveryStore()
+	a, err := s.reserve(ctx, user, Recovery)
 	if err != nil {
 		return err
 	}
-	prior, err := s.checkLock(ctx, user, Recovery)
-	if err != nil {
-		return err
+	code = normalizeRecovery(code)
+	err = storage.ErrNotFound
+	for i := 0; i < s.keys.hashKeys() && errors.Is(err, storage.ErrNotFound); i++ {
+		err = s.store.UseRecoveryCode(ctx, user, s.keys.codeHashWith(i, user, purposeRecovery, code))
 	}
-	switch err := r.UseRecoveryCode(ctx, user, s.keys.codeHash(user, purposeRecovery, normalizeRecovery(code))); {
+	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return s.fail(ctx, user, Recovery, ErrInvalidCode)
+		return s.failed(ctx, user, Recovery, a, ErrInvalidCode)
 	case err != nil:
 		return s.internal(ctx, "use recovery code", err)
 	}
-	s.succeed(ctx, user, Recovery, EventRecoveryUsed, prior)
+	s.succeeded(ctx, user, Recovery, EventRecoveryUsed, false)
 	return nil
 }
 

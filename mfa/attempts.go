@@ -1,0 +1,84 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+
+	"github.com/mfakit/mfakit/storage"
+)
+
+// reserve counts one check of (user, f) before its code is compared (S8,
+// S22): it returns a *LockedError while the factor is locked, and otherwise
+// the state after the reservation, for failed.
+func (s *Service) reserve(ctx context.Context, user string, f Factor) (storage.Attempts, error) {
+	a, err := s.store.ReserveAttempt(ctx, user, f, s.cfg.Now(), s.lock)
+	return a, s.reserveErr(ctx, a, err)
+}
+
+// reserveFactor reserves a check of (user, f) and reads its enrollment, in
+// one round trip when the Store can (storage.ReservingReader). A missing
+// enrollment is storage.ErrNotFound, with the check still reserved.
+func (s *Service) reserveFactor(ctx context.Context, user string, f Factor) (storage.Enrollment, storage.Attempts, error) {
+	if r, ok := s.store.(storage.ReservingReader); ok {
+		e, a, err := r.ReserveFactor(ctx, user, f, s.cfg.Now(), s.lock)
+		if errors.Is(err, storage.ErrNotFound) {
+			return e, a, err
+		}
+		return e, a, s.reserveErr(ctx, a, err)
+	}
+	a, err := s.reserve(ctx, user, f)
+	if err != nil {
+		return storage.Enrollment{}, a, err
+	}
+	e, err := s.store.Enrollment(ctx, user, f)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		err = s.internal(ctx, "reserve check", err)
+	}
+	return e, a, err
+}
+
+func (s *Service) reserveErr(ctx context.Context, a storage.Attempts, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrLocked):
+		return &LockedError{Until: a.LockedUntil}
+	}
+	return s.internal(ctx, "reserve check", err)
+}
+
+// failed reports a reserved check whose code was wrong: the reservation
+// already counted it. It returns cause, or a *LockedError when this check
+// was the one that locked the factor.
+func (s *Service) failed(ctx context.Context, user string, f Factor, a storage.Attempts, cause error) error {
+	reason := codeOf(cause)
+	s.emit(ctx, EventFailure, user, f, reason)
+	if a.Failures < s.cfg.MaxFailures || !s.cfg.Now().Before(a.LockedUntil) {
+		return cause
+	}
+	s.emit(ctx, EventLockout, user, f, reason)
+	return &LockedError{Until: a.LockedUntil}
+}
+
+// succeeded ends the count of (user, f) after a right code (S8: a success
+// resets it), unless the Store already did (cleared), and emits typ.
+func (s *Service) succeeded(ctx context.Context, user string, f Factor, typ EventType, cleared bool) {
+	if !cleared {
+		if err := s.store.ResetAttempts(ctx, user, f); err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "mfa: reset attempts failed", "err", err)
+		}
+	}
+	s.emit(ctx, typ, user, f, "")
+}
+
+func codeOf(err error) string {
+	switch {
+	case errors.Is(err, ErrCodeReused):
+		return "code_reused"
+	case errors.Is(err, ErrCodeExpired):
+		return "code_expired"
+	case errors.Is(err, ErrNotEnrolled):
+		return "not_enrolled"
+	}
+	return "invalid_code"
+}
