@@ -12,8 +12,9 @@ import (
 )
 
 // Benchmark measures the hot operations of a Store: loading a user's
-// status, accepting a TOTP step, recording a failure, and issuing plus
-// consuming an email code. Each runs in parallel over many users, as a
+// status, accepting a TOTP step, reserving a check (with the enrollment,
+// through storage.ReservingReader, when the store offers it), and issuing
+// plus consuming an email code. Each runs in parallel over many users, as a
 // busy server would call it. Backends call it from a Benchmark function:
 //
 //	func BenchmarkStore(b *testing.B) { storagetest.Benchmark(b, newStore) }
@@ -58,17 +59,30 @@ func Benchmark(b *testing.B, newStore NewStore) {
 			}
 		})
 	})
-	b.Run("RecordFailure", func(b *testing.B) {
+	b.Run("ReserveAttempt", func(b *testing.B) {
 		var n atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := s.RecordFailure(ctx, name(n.Add(1)), storage.Email); err != nil {
+				if _, err := s.ReserveAttempt(ctx, name(n.Add(1)), storage.Email, base, unbounded); err != nil {
 					b.Error(err)
 					return
 				}
 			}
 		})
 	})
+	if r, ok := s.(storage.ReservingReader); ok {
+		b.Run("ReserveFactor", func(b *testing.B) {
+			var n atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := r.ReserveFactor(ctx, name(n.Add(1)), storage.Authenticator, base, unbounded); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 	b.Run("PutConsumeCode", func(b *testing.B) {
 		var n atomic.Int64
 		hash := []byte("0123456789abcdef0123456789abcdef")

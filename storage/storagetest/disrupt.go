@@ -15,7 +15,7 @@ import (
 
 func testInterrupted(t *testing.T, newStore NewStore) {
 	s := newStore(t)
-	t.Run("RecordFailure", func(t *testing.T) {
+	t.Run("ReserveAttempt", func(t *testing.T) {
 		checkCounts(t, s, "interrupted", func(call func(context.Context) error) error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(20000))*time.Microsecond)
 			defer cancel()
@@ -31,11 +31,11 @@ func testInterrupted(t *testing.T, newStore NewStore) {
 
 // Disrupted checks that s stays consistent while disrupt breaks its
 // connections (say, by killing them on the server) during concurrent
-// writes: every failure it reported as counted is counted, no enrollment is
+// writes: every check it reported as reserved is counted, no enrollment is
 // half verified, and the store works again afterwards. Backend tests call
 // it with their own way of killing connections.
 func Disrupted(t *testing.T, s storage.Store, disrupt func() error) {
-	t.Run("RecordFailure", func(t *testing.T) {
+	t.Run("ReserveAttempt", func(t *testing.T) {
 		checkCounts(t, s, "disrupted", func(call func(context.Context) error) error {
 			return call(context.Background())
 		}, disrupt)
@@ -54,9 +54,10 @@ func Disrupted(t *testing.T, s storage.Store, disrupt func() error) {
 	})
 }
 
-// checkCounts runs concurrent RecordFailure calls through run, optionally
-// disrupting the store meanwhile, and checks that the stored count lies
-// between the calls that reported success and all calls made.
+// checkCounts runs concurrent ReserveAttempt calls (under a policy that
+// never locks) through run, optionally disrupting the store meanwhile, and
+// checks that the stored count lies between the calls that reported
+// success and all calls made: a reservation reported is never lost.
 func checkCounts(t *testing.T, s storage.Store, user string, run func(func(context.Context) error) error, disrupt func() error) {
 	workers, per := 8, 40
 	if disrupt != nil {
@@ -83,7 +84,7 @@ func checkCounts(t *testing.T, s storage.Store, user string, run func(func(conte
 			defer wg.Done()
 			for range per {
 				err := run(func(ctx context.Context) error {
-					_, err := s.RecordFailure(ctx, user, storage.Authenticator)
+					_, err := s.ReserveAttempt(ctx, user, storage.Authenticator, base, unbounded)
 					return err
 				})
 				if err == nil {
