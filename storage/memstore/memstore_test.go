@@ -12,10 +12,12 @@ import (
 	"github.com/mfakit/mfakit/storage/storagetest"
 )
 
+// TestConformance runs the storage conformance suite on fresh stores.
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(testing.TB) storage.Store { return memstore.New() })
 }
 
+// BenchmarkStore measures the hot operations of the suite's benchmark.
 func BenchmarkStore(b *testing.B) {
 	storagetest.Benchmark(b, func(testing.TB) storage.Store { return memstore.New() })
 }
