@@ -51,7 +51,8 @@ var (
 	ErrExpired = errors.New("storage: expired")
 	// ErrCodeMismatch: a one-time code exists but the hash given does not match.
 	ErrCodeMismatch = errors.New("storage: code does not match")
-	// ErrLocked: ReserveAttempt found the factor locked and reserved nothing.
+	// ErrLocked: ReserveAttempt or ReserveFactor found the factor locked
+	// and reserved nothing.
 	ErrLocked = errors.New("storage: locked")
 )
 
@@ -112,24 +113,29 @@ type LockPolicy struct {
 	// locks (at least 1).
 	MaxFailures int
 	// Base is the lock that the MaxFailures-th reservation sets; every
-	// reservation beyond it doubles the lock.
+	// reservation beyond it doubles the lock. It must be positive: a
+	// policy whose Base is not never locks (mfa.Service always sets it).
 	Base time.Duration
-	// Max caps the lock.
+	// Max caps the lock; a Max below Base counts as Base.
 	Max time.Duration
 }
 
 // LockFor returns the lock that the n-th consecutive reservation sets: 0
 // below MaxFailures, else Base doubled n-MaxFailures times, saturating at
-// Max (never overflowing, whatever n is).
+// max(Base, Max) (never overflowing, whatever n and Max are).
 func (p LockPolicy) LockFor(n int) time.Duration {
 	if n < p.MaxFailures || p.Base <= 0 {
 		return 0
 	}
+	limit := max(p.Base, p.Max)
 	d := p.Base
-	for i := n - p.MaxFailures; i > 0 && d < p.Max; i-- {
+	for i := n - p.MaxFailures; i > 0 && d < limit; i-- {
+		if d > limit/2 {
+			return limit
+		}
 		d *= 2
 	}
-	return min(d, p.Max)
+	return min(d, limit)
 }
 
 // NextAttempt applies p to a at now: the rule of ReserveAttempt. While
@@ -274,7 +280,8 @@ type AttemptStore interface {
 // returning an error (never a false success).
 //
 // A Store may forget a pending enrollment or a code once it has been expired
-// for a while (an hour or more), and failure state idle for AttemptIdle:
+// for a while (an hour or more), and failure state that is unlocked and has
+// been idle for AttemptIdle (judged by the times the caller passed):
 // from then on it answers as if the record never existed (ErrNotFound, or
 // zero Attempts). Stores whose records do not vanish by themselves offer
 // the Cleaner interface.
