@@ -1,7 +1,10 @@
 // Command chi mounts mfakit on a go-chi/chi router: the kit's routes in a
 // route group under /mfa, next to the host's own routes, with chi's
-// middleware. chi fills r.PathValue from its URL parameters, so the admin
-// reset handler reads {username} as it does on net/http.
+// middleware. chi fills r.PathValue from its URL parameters, but it
+// matches on r.URL.RawPath when there is one, and then a parameter arrives
+// still percent-encoded ("alice%40example.com"); decoded wraps each kit
+// handler to decode them as net/http's ServeMux does, so the admin reset
+// handler reads {username} as it does on net/http.
 //
 //	go run ./examples/chi   # then: curl -H 'Authorization: Bearer alice-token' localhost:8081/mfa/oauth/users/mfaDetails
 package main
@@ -18,6 +21,21 @@ import (
 	"github.com/mfakit/mfakit/httpx"
 )
 
+// decoded serves h with chi's URL parameters percent-decoded in
+// r.PathValue (a malformed escape gets 400).
+func decoded(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		params := chi.RouteContext(r.Context()).URLParams
+		escaped := r.URL.RawPath != "" // chi routed on it
+		for i, name := range params.Keys {
+			if !exampleapp.SetPathValue(w, r, name, params.Values[i], escaped) {
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func newRouter() (http.Handler, error) {
 	api, err := exampleapp.NewAPI()
 	if err != nil {
@@ -29,7 +47,7 @@ func newRouter() (http.Handler, error) {
 	r.Route("/mfa", func(r chi.Router) {
 		for _, rt := range api.Routes() {
 			for _, path := range rt.Paths {
-				r.Handle(path, rt.Handler) // every method: the kit answers a wrong one with 405
+				r.Handle(path, decoded(rt.Handler)) // every method: the kit answers a wrong one with 405
 			}
 		}
 		r.NotFound(httpx.NotFound(httpx.DefaultErrorHandler).ServeHTTP)

@@ -1,6 +1,8 @@
 // Command echo mounts mfakit on a labstack/echo (v4) server: a group under
 // /mfa with echo's middleware. echo keeps path parameters in its Context,
-// so the adapter copies them into r.SetPathValue for the kit's handlers.
+// matched on r.URL.RawPath when there is one, and then still
+// percent-encoded; the adapter decodes them into r.SetPathValue for the
+// kit's handlers.
 //
 //	go run ./examples/echo   # then: curl -H 'Authorization: Bearer alice-token' localhost:8083/mfa/oauth/users/mfaDetails
 package main
@@ -16,12 +18,17 @@ import (
 	"github.com/mfakit/mfakit/examples/internal/exampleapp"
 )
 
-// wrap serves an http.Handler from echo, passing echo's path parameters on.
+// wrap serves an http.Handler from echo, passing echo's path parameters
+// on, percent-decoded (a malformed escape gets 400).
 func wrap(h http.Handler) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		values := c.ParamValues()
+		escaped := r.URL.RawPath != "" // echo routed on it
 		for i, name := range c.ParamNames() {
-			r.SetPathValue(name, c.ParamValues()[i])
+			if !exampleapp.SetPathValue(c.Response(), r, name, values[i], escaped) {
+				return nil
+			}
 		}
 		h.ServeHTTP(c.Response(), r)
 		return nil

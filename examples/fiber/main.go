@@ -1,7 +1,8 @@
 // Command fiber mounts mfakit on a gofiber/fiber (v2) app through fiber's
 // net/http adaptor: a group under /mfa with fiber's middleware. Fiber runs
-// on fasthttp, so the adaptor rebuilds an *http.Request; path parameters
-// are passed on with r.SetPathValue.
+// on fasthttp, so the adaptor rebuilds an *http.Request; path parameters,
+// which fiber matches on the raw path and so hands on still
+// percent-encoded, are decoded into r.SetPathValue.
 //
 //	go run ./examples/fiber   # then: curl -H 'Authorization: Bearer alice-token' localhost:8084/mfa/oauth/users/mfaDetails
 package main
@@ -18,10 +19,22 @@ import (
 	"github.com/mfakit/mfakit/examples/internal/exampleapp"
 )
 
-// wrap serves an http.Handler from fiber, passing the path parameters on.
+// wrap serves an http.Handler from fiber, passing the path parameters on,
+// percent-decoded: fiber matches on the raw path, so they arrive encoded.
+// A malformed escape gets 400 from here, as the adaptor cannot turn such
+// a request into an *http.Request.
 func wrap(h http.Handler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		params := c.AllParams()
+		for k, v := range params {
+			decoded, p := exampleapp.DecodePathValue(k, v, true)
+			if p != nil {
+				c.Set("Cache-Control", "no-store")
+				c.Set("X-Content-Type-Options", "nosniff")
+				return c.Status(p.Status).JSON(p, "application/problem+json")
+			}
+			params[k] = decoded
+		}
 		return adaptor.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			for k, v := range params {
 				r.SetPathValue(k, v)

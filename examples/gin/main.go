@@ -16,6 +16,10 @@ import (
 )
 
 // wrap serves an http.Handler from gin, passing gin's path parameters on.
+// gin matches on the decoded path (UseRawPath is off), so they are decoded
+// already, as net/http's ServeMux decodes them; decoding them again would
+// turn a user "a%40b" into "a@b". (An encoded "/" splits a segment there,
+// so /users/a%2Fb/... finds no route: 404, not another user.)
 func wrap(h http.Handler) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		for _, p := range c.Params {

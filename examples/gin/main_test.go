@@ -16,3 +16,15 @@ func TestGinJourney(t *testing.T) {
 	defer srv.Close()
 	exampleapp.Journey(t, srv.URL, "/mfa")
 }
+
+// The admin reset of /users/alice%40example.com/... acts on
+// alice@example.com: gin decodes its parameter (once) by itself.
+func TestGinEscapedUsername(t *testing.T) {
+	h, err := newRouter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	exampleapp.EscapedReset(t, srv.URL, "/mfa")
+}
