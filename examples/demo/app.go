@@ -68,8 +68,11 @@ func newApp(o options, out io.Writer) (*app, error) {
 		a.Close()
 		return nil, err
 	}
+	// A reset that closes every way back (an admin reset, or the removal
+	// of the last factor) ends the user's sessions: their tokens, and the
+	// MFA time step-up relies on, stop counting (S24).
 	a.svc, err = mfa.New(store, mail, keys, mfa.Config{Issuer: "mfakit demo",
-		EmailResendInterval: o.emailInterval, Directory: a.id, Events: mfa.SlogEvents(slog.Default())})
+		EmailResendInterval: o.emailInterval, Directory: a.id, Events: mfa.SlogEvents(slog.Default()), EndSessions: a.id.endSessions})
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -226,8 +229,11 @@ type tokenResponse struct {
 }
 
 // token serves POST /oauth/token with Basic client credentials and a
-// password grant.
+// password grant, or a state_token grant completing a sign-in.
 func (a *app) token(w http.ResponseWriter, r *http.Request) {
+	// The sign-in begins now: a session whose checks ran before its user's
+	// sessions were ended (S24) must not count, even if issued after.
+	since := a.id.now()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		httpx.WriteProblem(w, httpx.NewProblem(http.StatusMethodNotAllowed, httpx.CodeMethodNotAllowed, "use POST"))
@@ -260,27 +266,28 @@ func (a *app) token(w http.ResponseWriter, r *http.Request) {
 			a.api.WriteChallenge(w, ch)
 			return
 		}
-		a.writeToken(w, user, time.Time{})
+		a.writeToken(w, user, since, time.Time{})
 	case "state_token":
 		res, err := a.api.StateTokenGrant(r)
 		if err != nil {
 			httpx.DefaultErrorHandler(w, r, err)
 			return
 		}
-		mfaAt := time.Now()
+		// The code was checked after since: the MFA time is no later.
+		mfaAt := since
 		if res.NeedsEnrollment {
 			// Let the user in to enroll; the session has not passed MFA.
 			mfaAt = time.Time{}
 		}
-		a.writeToken(w, res.User, mfaAt)
+		a.writeToken(w, res.User, since, mfaAt)
 	default:
 		httpx.WriteProblem(w, httpx.NewProblem(http.StatusBadRequest, httpx.CodeInvalidRequest,
 			"grant_type: must be password or state_token"))
 	}
 }
 
-func (a *app) writeToken(w http.ResponseWriter, user string, mfaAt time.Time) {
-	token, ttl := a.id.issue(user, mfaAt)
+func (a *app) writeToken(w http.ResponseWriter, user string, since, mfaAt time.Time) {
+	token, ttl := a.id.issue(user, since, mfaAt)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(tokenResponse{AccessToken: token, TokenType: "bearer", ExpiresIn: int(ttl.Seconds())})

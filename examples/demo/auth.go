@@ -70,16 +70,21 @@ type identity struct {
 
 	mu     sync.Mutex
 	tokens map[string]session
+	// ended holds, per user, when endSessions last ran: a session whose
+	// sign-in began at or before then does not count (S24).
+	ended map[string]time.Time
 }
 
 type session struct {
 	user    string
+	since   time.Time // when the sign-in began, before its password or code was checked
 	expires time.Time
 	mfaAt   time.Time // when the sign-in passed MFA; zero for password only
 }
 
 func newIdentity(users map[string]demoUser, clients map[string]string) *identity {
-	return &identity{users: users, clients: clients, now: time.Now, ttl: time.Hour, tokens: map[string]session{}}
+	return &identity{users: users, clients: clients, now: time.Now, ttl: time.Hour,
+		tokens: map[string]session{}, ended: map[string]time.Time{}}
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
@@ -95,16 +100,37 @@ func (id *identity) checkPassword(name, password string) bool {
 	return equal(password, want) && ok
 }
 
-// issue mints a bearer token for user; mfaAt is when the sign-in passed
-// MFA (zero for a password-only sign-in).
-func (id *identity) issue(user string, mfaAt time.Time) (string, time.Duration) {
+// issue mints a bearer token for user. since is when the sign-in began,
+// before its password or code was checked; mfaAt is when it passed MFA
+// (zero for a password-only sign-in).
+func (id *identity) issue(user string, since, mfaAt time.Time) (string, time.Duration) {
 	b := make([]byte, 32)
 	rand.Read(b)
 	token := base64.RawURLEncoding.EncodeToString(b)
 	id.mu.Lock()
 	defer id.mu.Unlock()
-	id.tokens[token] = session{user: user, expires: id.now().Add(id.ttl), mfaAt: mfaAt}
+	id.tokens[token] = session{user: user, since: since, expires: id.now().Add(id.ttl), mfaAt: mfaAt}
 	return token, id.ttl
+}
+
+// endSessions ends every session of user: it is the kit's
+// Config.EndSessions, called after a reset that closes every way back
+// (S24). Every token issued so far stops working, and so does one still
+// to be issued for a sign-in that began before now (its code was checked
+// before the reset), so no session, and no MFA time for step-up, from
+// before the reset counts.
+func (id *identity) endSessions(_ context.Context, user string) {
+	if _, ok := id.users[user]; !ok {
+		return // no sign-in, no session; and an admin's typo takes no memory
+	}
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.ended[user] = id.now()
+	for token, s := range id.tokens {
+		if s.user == user {
+			delete(id.tokens, token)
+		}
+	}
 }
 
 // AuthenticateToken implements httpx.Authorizer.
@@ -112,6 +138,10 @@ func (id *identity) AuthenticateToken(_ context.Context, token string) (httpx.Us
 	id.mu.Lock()
 	s, ok := id.tokens[token]
 	if ok && !id.now().Before(s.expires) {
+		delete(id.tokens, token)
+		ok = false
+	}
+	if ended, was := id.ended[s.user]; ok && was && !s.since.After(ended) {
 		delete(id.tokens, token)
 		ok = false
 	}
