@@ -47,7 +47,8 @@ func TestClosedConnection(t *testing.T) {
 }
 
 // Pending records and codes carry TTLs so Redis drops them after they
-// expire; verified enrollments and failure counts do not.
+// expire, failure state AttemptIdle after its last reservation; verified
+// enrollments do not.
 func TestTTLs(t *testing.T) {
 	rdb := testdb.Redis(t)
 	prefix := testdb.Unique("mfakit-test:")
@@ -65,7 +66,8 @@ func TestTTLs(t *testing.T) {
 	if err := s.PutCode(ctx, storage.Code{User: "u", Purpose: "p", Hash: []byte("h"), ExpiresAt: now.Add(10 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RecordFailure(ctx, "u", storage.Authenticator); err != nil {
+	p := storage.LockPolicy{MaxFailures: 5, Base: time.Minute, Max: time.Hour}
+	if _, err := s.ReserveAttempt(ctx, "u", storage.Authenticator, now, p); err != nil {
 		t.Fatal(err)
 	}
 	ttls := map[string]time.Duration{}
@@ -84,12 +86,12 @@ func TestTTLs(t *testing.T) {
 	for k, ttl := range ttls {
 		isAttempts := strings.Contains(k, "}:a:")
 		switch {
-		case strings.Contains(k, "}:r:"): // a failure's request id, kept to answer resends
+		case strings.Contains(k, "}:r:"): // a reservation's request id, kept to answer resends
 			if ttl <= 0 || ttl > time.Minute {
 				t.Errorf("%s: TTL %v, want at most a minute", k, ttl)
 			}
-		case isAttempts && ttl != -1:
-			t.Errorf("%s: failure count expires (%v)", k, ttl)
+		case isAttempts && (ttl <= storage.AttemptIdle-time.Minute || ttl > storage.AttemptIdle):
+			t.Errorf("%s: failure state TTL %v, want %v", k, ttl, storage.AttemptIdle)
 		case !isAttempts && (ttl < 69*time.Minute || ttl > 70*time.Minute):
 			t.Errorf("%s: TTL %v, want expiry + 1h grace", k, ttl)
 		}

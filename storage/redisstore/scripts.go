@@ -1,0 +1,158 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts behind every atomic operation. Each runs as one EVALSHA
+// (go-redis falls back to EVAL once if the server lacks the script), and
+// every key a script touches is passed in KEYS and shares the user's hash
+// tag, so each is one atomic step on one Cluster slot.
+//
+// Times are Unix microseconds. Numbers a script computes are written with
+// string.format('%.0f', ...) because Lua's default formatting would round
+// them.
+//
+// The scripts that change state take a request id and remember the last
+// one they applied: go-redis resends a command whose connection broke
+// before the reply came, and the resend must answer like the original
+// instead of applying twice (a step "reused" by its own request, a check
+// reserved twice, a recovery code "not found" after its own use). A
+// script that changes one record keeps the id in it (field rq); one whose
+// record may be deleted meanwhile keeps it in a marker key of its own
+// (requestKey) that lives a minute.
+
+var beginScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'v') == '1' then return 'VERIFIED' end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'v', '0', 's', ARGV[2], 'k', ARGV[3], 'l', '0', 'c', ARGV[4], 'va', '0', 'x', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 'OK'`)
+
+var confirmScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'id', 'v', 'x', 'rq')
+if not h[1] or h[1] ~= ARGV[1] then return 'NOTFOUND' end
+if h[2] == '1' then
+  if h[4] == ARGV[4] then return 'OK' end
+  return 'VERIFIED'
+end
+if tonumber(h[3]) <= tonumber(ARGV[3]) then return 'EXPIRED' end
+redis.call('HSET', KEYS[1], 'v', '1', 'va', ARGV[3], 'x', '0', 'l', ARGV[2], 'rq', ARGV[4])
+redis.call('PERSIST', KEYS[1])
+return 'OK'`)
+
+// acceptScript sets LastStep of the enrollment (KEYS[1]) and clears the
+// failure state (KEYS[2]) together. A resend answers OK and clears
+// nothing: checks reserved since the original are not its to clear.
+var acceptScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'v', 'l', 'rq')
+if h[1] ~= '1' then return 'NOTFOUND' end
+if h[3] == ARGV[2] then return 'OK' end
+if tonumber(h[2]) >= tonumber(ARGV[1]) then return 'REUSED' end
+redis.call('HSET', KEYS[1], 'l', ARGV[1], 'rq', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 'OK'`)
+
+var resealScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'id', 'k')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'NOTFOUND' end
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'k', ARGV[4])
+return 'OK'`)
+
+// consumeScript leaves a short-lived tombstone naming the request that
+// used the code, so a resent request is answered OK once more.
+var consumeScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'h', 'x', 'used')
+if h[3] then
+  if h[3] == ARGV[3] then return 'OK' end
+  return 'NOTFOUND'
+end
+if not h[1] then return 'NOTFOUND' end
+if tonumber(h[2]) <= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) return 'EXPIRED' end
+if h[1] ~= ARGV[1] then return 'MISMATCH' end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'used', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], 60000)
+return 'OK'`)
+
+// reserveScript is storage.NextAttempt in Lua. KEYS: the failure state
+// (fields f, u, t: Failures, LockedUntil, LastAt), the request marker and,
+// for ReserveFactor, the enrollment. ARGV: now (µs), the nanoseconds of now
+// below the microsecond, MaxFailures, Base (ns), Max (ns), and the TTL the
+// state gets beyond its lock (ms, at least AttemptIdle).
+//
+// The lock is Base doubled once per reservation beyond MaxFailures while
+// below max(Base, Max), then capped there: at most 63 doublings (Base >=
+// 1ns, the cap < 2^63ns), so it saturates and never overflows whatever the
+// count. It is exact (to the nanosecond, then truncated to the µs as Go
+// does) while the lock is below 2^53ns, 104 days; beyond, within 1µs.
+//
+// The marker holds the state the reservation produced, so a resend
+// answers exactly that even if a success cleared the state meanwhile. A
+// locked answer changes nothing and leaves no marker. Each reservation
+// sets the state to expire AttemptIdle after max(LockedUntil, now) (S27).
+// The enrollment is read (HMGET) whenever a check was reserved, whether
+// it exists or not (S26).
+var reserveScript = redis.NewScript(`
+local st, f, u, t = 'OK'
+local m = redis.call('GET', KEYS[2])
+if m then
+  f, u, t = string.match(m, '^(-?%d+):(-?%d+):(-?%d+)$')
+else
+  local h = redis.call('HMGET', KEYS[1], 'f', 'u', 't')
+  f, u, t = h[1] or '0', h[2] or '0', h[3] or '0'
+  local now, lu = tonumber(ARGV[1]), tonumber(u)
+  if now < lu then
+    st = 'LOCKED'
+  else
+    local n, mf, d, cap = tonumber(f) + 1, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+    if cap < d then cap = d end
+    if n >= mf and d > 0 then
+      local k = n - mf
+      while k > 0 and d < cap do d, k = d * 2, k - 1 end
+      if d > cap then d = cap end
+      local ns = d + tonumber(ARGV[2])
+      lu = now + (ns - math.fmod(ns, 1000)) / 1000
+    end
+    local ttl = tonumber(ARGV[6])
+    if lu > now then ttl = ttl + math.ceil((lu - now) / 1000) end
+    f, u, t = string.format('%.0f', n), string.format('%.0f', lu), ARGV[1]
+    redis.call('HSET', KEYS[1], 'f', f, 'u', u, 't', t)
+    redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
+    redis.call('SET', KEYS[2], f .. ':' .. u .. ':' .. t, 'PX', 60000)
+  end
+end
+local r = {st, f, u, t}
+if KEYS[3] and st == 'OK' then
+  local e = redis.call('HMGET', KEYS[3], 'id', 'v', 's', 'k', 'l', 'c', 'va', 'x')
+  for i = 1, #e do r[4 + i] = e[i] end
+end
+return r`)
+
+// sendScript is storage.NextSend in Lua, so the check and the update are
+// one atomic step.
+var sendScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'w', 'l', 'n')
+local w, l, n = tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')
+local now, gap, win, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if l ~= 0 and now - l < gap then return l + gap - now end
+if w == 0 or now >= w + win then w, n = now, 0 end
+if max > 0 and n >= max then return w + win - now end
+redis.call('HSET', KEYS[1], 'w', string.format('%.0f', w), 'l', ARGV[1], 'n', n + 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 0`)
+
+var releaseScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'l', 'n')
+if h[1] == ARGV[1] and tonumber(h[2] or '0') > 0 then
+  redis.call('HSET', KEYS[1], 'l', '0', 'n', tonumber(h[2]) - 1)
+end
+return 'OK'`)
+
+// useRecoveryScript removes a code once per request id (KEYS[2] marks
+// it), so a resent request is answered like the original.
+var useRecoveryScript = redis.NewScript(`
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('SET', KEYS[2], '1', 'PX', 60000)
+  return 'OK'
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'OK' end
+return 'NOTFOUND'`)
