@@ -68,11 +68,15 @@ func newApp(o options, out io.Writer) (*app, error) {
 		a.Close()
 		return nil, err
 	}
+	events := o.events
+	if events == nil {
+		events = mfa.SlogEvents(slog.Default())
+	}
 	// A reset that closes every way back (an admin reset, or the removal
 	// of the last factor) ends the user's sessions: their tokens, and the
 	// MFA time step-up relies on, stop counting (S24).
 	a.svc, err = mfa.New(store, mail, keys, mfa.Config{Issuer: "mfakit demo",
-		EmailResendInterval: o.emailInterval, Directory: a.id, Events: mfa.SlogEvents(slog.Default()), EndSessions: a.id.endSessions})
+		EmailResendInterval: o.emailInterval, Directory: a.id, Events: events, EndSessions: a.id.endSessions})
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -239,6 +243,10 @@ func (a *app) token(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, httpx.NewProblem(http.StatusMethodNotAllowed, httpx.CodeMethodNotAllowed, "use POST"))
 		return
 	}
+	// The kit's audit events (and an email code's sending) learn the
+	// client's address from the context, as on the kit's own routes;
+	// Auth.ClientIP honours httpx.Config.TrustedProxies the same way.
+	r = r.WithContext(mfa.WithRequestInfo(r.Context(), mfa.RequestInfo{ClientIP: a.api.Auth().ClientIP(r)}))
 	if _, err := a.api.Auth().CheckClient(r); err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mfakit demo"`)
 		httpx.WriteProblem(w, httpx.ProblemFor(err))

@@ -20,6 +20,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/mfakit/mfakit/mfa"
 )
 
 const (
@@ -33,6 +35,9 @@ type options struct {
 	emailInterval                     time.Duration
 	smtp, mailFrom, smtpUser          string
 	smtpPassword, smtpSecurity        string
+	// events receives the kit's audit events; not a flag. Default: logged
+	// with slog.
+	events mfa.EventHook
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {

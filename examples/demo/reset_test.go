@@ -4,10 +4,59 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/mfakit/mfakit/mfa"
 )
+
+// eventLog records the kit's audit events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []mfa.Event
+}
+
+func (l *eventLog) HandleEvent(_ context.Context, e mfa.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+// take returns the events recorded since the last take.
+func (l *eventLog) take() []mfa.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.events
+	l.events = nil
+	return out
+}
+
+// startDemoEvents is startDemo with the audit events going to the
+// returned log.
+func startDemoEvents(t *testing.T, args ...string) (*demo, *eventLog) {
+	t.Helper()
+	args = append([]string{"-db", filepath.Join(t.TempDir(), "demo.db")}, args...)
+	o, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	o.events = log
+	out := &syncBuffer{}
+	a, err := newApp(o, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &demo{t: t, srv: httptest.NewServer(a.Handler()), out: out, app: a}
+	t.Cleanup(d.stop)
+	return d, log
+}
 
 // enrolledAlice enrolls alice's authenticator on a password-only token
 // and signs her in with it. It returns both tokens: the second carries an
@@ -165,5 +214,46 @@ func TestIdentityEndSessionsRace(t *testing.T) {
 		if _, err := id.AuthenticateToken(context.Background(), c.token); (err == nil) != c.works {
 			t.Errorf("%s the reset: works = %v, want %v", c.name, err == nil, c.works)
 		}
+	}
+}
+
+// The audit events of a sign-in carry the client's address, as the kit's
+// own routes' do: the email code sent by the password grant (the demo
+// passes the request info itself) and a wrong code at the state_token
+// grant (httpx's StateTokenGrant adds it).
+func TestDemoSignInEventsCarryClientIP(t *testing.T) {
+	d, log := startDemoEvents(t, "-db", "", "-email-interval", "1ms")
+	alice := d.login("alice@example.com", "alice-password")
+	if status, body := d.call("PUT", "/oauth/users/mfa/enrollEmail?mfatype=EMAIL", alice, ""); status != 200 {
+		t.Fatalf("enrollEmail: %d %s", status, body)
+	}
+	if status, body := d.call("PUT", "/oauth/users/mfa/verifyEmail", alice, fmt.Sprintf(`{"mfatype":"EMAIL","totp":%q}`, d.lastPrintedCode())); status != 200 {
+		t.Fatalf("verifyEmail: %d %s", status, body)
+	}
+	log.take()
+	time.Sleep(10 * time.Millisecond) // past -email-interval: the sign-in sends a code too
+
+	status, out := d.grant(url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {"alice-password"}})
+	st, _ := out["state_token"].(map[string]any)
+	if status != 200 || st["mfaType"] != "EMAIL" {
+		t.Fatalf("password grant: %d %v", status, out)
+	}
+	wrong := "000000"
+	if d.lastPrintedCode() == wrong {
+		wrong = "000001"
+	}
+	if status, out = d.complete(st["token"].(string), wrong); status != 400 || out["code"] != "invalid_code" {
+		t.Fatalf("wrong code: %d %v", status, out)
+	}
+
+	seen := map[mfa.EventType]bool{}
+	for _, e := range log.take() {
+		seen[e.Type] = true
+		if e.ClientIP != "127.0.0.1" {
+			t.Errorf("%s event of the sign-in: ClientIP %q, want 127.0.0.1", e.Type, e.ClientIP)
+		}
+	}
+	if !seen[mfa.EventEmailSent] || !seen[mfa.EventFailure] {
+		t.Fatalf("sign-in events = %v, want email_sent and failure", seen)
 	}
 }
