@@ -26,6 +26,12 @@ func sqlPair(open func(testing.TB) *sql.DB, d sqlstore.Dialect) instancePair {
 	return func(t *testing.T) (storage.Store, storage.Store) {
 		prefix := testdb.Unique("mi")
 		dbA, dbB := open(t), open(t)
+		// Bounded pools, as a deployment sets them: a burst of requests
+		// waits for a connection instead of exhausting the server's.
+		for _, db := range []*sql.DB{dbA, dbB} {
+			db.SetMaxOpenConns(16)
+			db.SetMaxIdleConns(16)
+		}
 		stores := make([]*sqlstore.Store, 2)
 		// Both instances migrate at once, as two pods starting together would.
 		var wg sync.WaitGroup
