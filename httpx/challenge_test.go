@@ -12,7 +12,6 @@ import (
 
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mfa"
-	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
 )
 
@@ -170,14 +169,6 @@ func TestRecoveryCodeEndpoints(t *testing.T) {
 	}
 	expect(t, e.do(request{method: "DELETE", path: path, token: "alice-token"}), 405, "method_not_allowed")
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: `{"mfatype":"EMAIL","totp":"123456"}`}), 400, "invalid_request")
-}
-
-// storeWithoutRecovery hides the optional RecoveryStore capability.
-type storeWithoutRecovery struct{ storage.Store }
-
-func TestRecoveryUnsupported(t *testing.T) {
-	e := newEnv(t, storeWithoutRecovery{memstore.New()})
-	expect(t, e.do(request{method: "GET", path: "/oauth/users/mfa/recoveryCodes", token: "alice-token"}), 501, "recovery_unsupported")
 }
 
 func TestSwitchChallenge(t *testing.T) {

@@ -21,7 +21,7 @@ type Problem struct {
 	Status int `json:"status"`
 	// Detail explains this occurrence; it never echoes an internal error.
 	Detail string `json:"detail"`
-	// Code is the stable machine-readable name the README lists.
+	// Code is the stable machine-readable name docs/errors.md lists.
 	Code string `json:"code"`
 	// InvalidParams names each rejected field of a bad request.
 	InvalidParams []InvalidParam `json:"invalid_params,omitempty"`
