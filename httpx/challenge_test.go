@@ -12,7 +12,6 @@ import (
 
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mfa"
-	"github.com/mfakit/mfakit/storage/memstore"
 )
 
 func init() {
