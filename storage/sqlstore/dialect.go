@@ -66,25 +66,17 @@ func (d Dialect) rebind(q string) string {
 }
 
 // upsert returns "INSERT ... ON CONFLICT/DUPLICATE ... UPDATE set" where set
-// uses NEW(col) for the inserted value and OLD(col) for the stored one.
+// uses NEW(col) for the inserted value.
 func (d Dialect) upsert(table, cols string, keys string, set string) string {
 	n := len(strings.Split(cols, ","))
 	ph := strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-	var newRef, oldRef func(string) string
-	var head string
-	switch d {
-	case MySQL:
+	newRef := func(c string) string { return "excluded." + c }
+	head := "ON CONFLICT (" + keys + ") DO UPDATE SET"
+	if d == MySQL {
 		newRef = func(c string) string { return "VALUES(" + c + ")" }
-		oldRef = func(c string) string { return c }
 		head = "ON DUPLICATE KEY UPDATE"
-	default:
-		newRef = func(c string) string { return "excluded." + c }
-		oldRef = func(c string) string { return table + "." + c }
-		head = "ON CONFLICT (" + keys + ") DO UPDATE SET"
 	}
-	set = replaceRefs(set, "NEW(", newRef)
-	set = replaceRefs(set, "OLD(", oldRef)
-	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) %s %s", table, cols, ph, head, set)
+	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) %s %s", table, cols, ph, head, replaceRefs(set, "NEW(", newRef))
 }
 
 func replaceRefs(s, marker string, ref func(string) string) string {
@@ -107,14 +99,6 @@ func (d Dialect) insertIgnore(table, cols, keys string) string {
 		return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON DUPLICATE KEY UPDATE %s = %s", table, cols, ph, first, first)
 	}
 	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO NOTHING", table, cols, ph, keys)
-}
-
-// greatest is the dialect's two-argument maximum.
-func (d Dialect) greatest(a, b string) string {
-	if d == SQLite {
-		return "MAX(" + a + ", " + b + ")"
-	}
-	return "GREATEST(" + a + ", " + b + ")"
 }
 
 // forUpdate is the row-lock suffix of a SELECT in a transaction. SQLite

@@ -77,6 +77,34 @@ var migrations = []migration{
 	hash %s NOT NULL,
 	PRIMARY KEY (username, hash))%s`, s.recovery, key, hashType, engine)}
 	},
+	func(s *Store) []string { // version 3: failure state remembers its last reservation (last_at)
+		// Rows from before get the migration time, not 0: with 0 the next
+		// DeleteExpired would forget every count at once, recent ones too,
+		// granting a fresh set of guesses; so they age from the upgrade on.
+		// PostgreSQL and MySQL/MariaDB store a constant default of an added
+		// column without rewriting the table; the default then goes back
+		// to 0 (every insert sets last_at anyway). SQLite cannot change a
+		// default, and migrates in one transaction: add, then update.
+		at := s.now().UnixMicro()
+		switch s.dialect {
+		case Postgres:
+			return []string{
+				fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS last_at BIGINT NOT NULL DEFAULT %d", s.attempts, at),
+				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN last_at SET DEFAULT 0", s.attempts),
+			}
+		case MySQL:
+			// No IF NOT EXISTS in MySQL: a rerun after a crash between the
+			// two statements meets error 1060, which migrateLocked skips.
+			return []string{
+				fmt.Sprintf("ALTER TABLE %s ADD COLUMN last_at BIGINT NOT NULL DEFAULT %d", s.attempts, at),
+				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN last_at SET DEFAULT 0", s.attempts),
+			}
+		}
+		return []string{
+			fmt.Sprintf("ALTER TABLE %s ADD COLUMN last_at BIGINT NOT NULL DEFAULT 0", s.attempts),
+			fmt.Sprintf("UPDATE %s SET last_at = %d", s.attempts, at),
+		}
+	},
 }
 
 // SchemaVersion is the schema version this package migrates to.
@@ -87,8 +115,14 @@ var SchemaVersion = len(migrations)
 // (an advisory lock on Postgres, GET_LOCK on MySQL, an immediate
 // transaction on SQLite) and each version is applied once.
 func (s *Store) Migrate(ctx context.Context) error {
+	return s.migrateTo(ctx, len(migrations))
+}
+
+// migrateTo brings the schema to version target (tests migrate to an
+// older one to check the upgrade).
+func (s *Store) migrateTo(ctx context.Context, target int) error {
 	for attempt := 0; ; attempt++ {
-		err := s.migrateOnce(ctx)
+		err := s.migrateOnce(ctx, target)
 		// SQLite refuses a new connection outright (no busy wait) while
 		// another one switches a fresh file to WAL: try again shortly.
 		if s.dialect != SQLite || err == nil || attempt == 50 || !strings.Contains(err.Error(), "database is locked") {
@@ -102,7 +136,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 }
 
-func (s *Store) migrateOnce(ctx context.Context) error {
+func (s *Store) migrateOnce(ctx context.Context, target int) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
@@ -112,7 +146,7 @@ func (s *Store) migrateOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: lock: %w", err)
 	}
-	err = s.migrateLocked(ctx, conn)
+	err = s.migrateLocked(ctx, conn, target)
 	if uerr := unlock(err == nil); err == nil && uerr != nil {
 		err = uerr
 	}
@@ -163,7 +197,7 @@ func (s *Store) lockSchema(ctx context.Context, conn *sql.Conn) (func(ok bool) e
 	}, nil
 }
 
-func (s *Store) migrateLocked(ctx context.Context, conn *sql.Conn) error {
+func (s *Store) migrateLocked(ctx context.Context, conn *sql.Conn, target int) error {
 	_, err := conn.ExecContext(ctx, fmt.Sprintf(
 		"CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)", s.versions))
 	if err != nil {
@@ -176,9 +210,13 @@ func (s *Store) migrateLocked(ctx context.Context, conn *sql.Conn) error {
 	if int(current.Int64) > len(migrations) {
 		return fmt.Errorf("database schema is version %d, newer than this build's %d", current.Int64, len(migrations))
 	}
-	for v := int(current.Int64) + 1; v <= len(migrations); v++ {
+	for v := int(current.Int64) + 1; v <= target; v++ {
 		for _, stmt := range migrations[v-1](s) {
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			_, err := conn.ExecContext(ctx, stmt)
+			if err != nil && s.dialect == MySQL && strings.Contains(err.Error(), "Error 1060") {
+				err = nil // duplicate column: an ADD COLUMN that ran before a crash
+			}
+			if err != nil {
 				return fmt.Errorf("version %d: %w", v, err)
 			}
 		}
