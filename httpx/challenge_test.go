@@ -152,6 +152,13 @@ func TestRecoveryCodeEndpoints(t *testing.T) {
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: body}), 200, "")
 	e.enrollQR("alice-token")
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: body}), 400, "invalid_code")
+	// S24: that reset removed alice's last factor, and with it the rest of
+	// her recovery codes; she makes a new set after enrolling again.
+	old5 := `{"mfatype":"RECOVERY","totp":"` + rc.RecoveryCodes[5] + `"}`
+	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: old5}), 400, "invalid_code")
+	r = e.do(request{method: "POST", path: path, token: "alice-mfa"})
+	expect(t, r, 200, "")
+	json.Unmarshal(r.body, &rc)
 	// Lost phone: client credentials, the sign-in's state token and a
 	// recovery code reset the authenticator; a password alone does not.
 	ch, err := e.svc.StartChallenge(context.Background(), "alice@example.com", "")
