@@ -2,8 +2,12 @@ package mailer_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/mfakit/mfakit/mailer"
@@ -15,7 +19,7 @@ func TestDefaultCodeTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.To != "a@example.com" || m.Subject != "Acme <Corp> verification code: 123456" {
+	if m.To != "a@example.com" || m.Subject != "Your Acme <Corp> verification code" {
 		t.Fatalf("header: %+v", m)
 	}
 	for _, part := range []string{m.Text, m.HTML} {
@@ -28,11 +32,79 @@ func TestDefaultCodeTemplate(t *testing.T) {
 	}
 }
 
+// S29: the built-in code email, and every code template embedded beside
+// it (translations such as code.de.subject.txt, if any are added), keeps
+// the code out of the subject and puts it in both bodies.
+func TestCodeNotInSubject(t *testing.T) {
+	const code = "482913"
+	subjects, err := fs.Glob(os.DirFS("templates"), "code*.subject.txt")
+	if err != nil || len(subjects) == 0 {
+		t.Fatalf("no code templates in templates/: %v", err)
+	}
+	tpls := map[string]*mailer.Template{"DefaultCodeTemplate": mailer.DefaultCodeTemplate}
+	for _, s := range subjects {
+		name := strings.TrimSuffix(s, ".subject.txt")
+		tpl, err := mailer.ParseTemplateFS(os.DirFS("templates"), name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		tpls[name] = tpl
+	}
+	for name, tpl := range tpls {
+		m, err := tpl.Render("a@example.com", mailer.CodeData{Product: "Acme", User: "alice", Code: code, TTL: 10 * time.Minute})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if strings.Contains(m.Subject, code) || strings.Contains(m.Subject, code[:3]) || m.Subject == "" {
+			t.Errorf("%s: the subject %q shows the code", name, m.Subject)
+		}
+		if !strings.Contains(m.Text, code) || !strings.Contains(m.HTML, code) {
+			t.Errorf("%s: a body lacks the code:\n%s\n%s", name, m.Text, m.HTML)
+		}
+	}
+}
+
+// S29: a host's subject that would show the code, or part of it, is
+// refused when it is parsed, with an error naming the file for
+// ParseTemplateFS; subjects without the code, and notice templates, pass.
+func TestParseTemplateRefusesCodeInSubject(t *testing.T) {
+	for _, subject := range []string{
+		"Code {{.Code}}",
+		"{{.Product}}: {{.Code}} is your code",
+		"Code {{slice .Code 0 3}}…",
+		"{{printf \"%s-%s\" .Product .Code}}",
+		"{{with .Code}}{{.}}{{end}}",
+		"{{if eq .Code \"428613\"}}x{{end}}",
+	} {
+		if _, err := mailer.ParseTemplate(subject, "Your code: {{.Code}}", ""); !errors.Is(err, mailer.ErrCodeInSubject) {
+			t.Errorf("ParseTemplate(%q) = %v, want ErrCodeInSubject", subject, err)
+		}
+	}
+	fsys := fstest.MapFS{
+		"code.subject.txt": {Data: []byte("Ihr Code: {{.Code}}")},
+		"code.txt":         {Data: []byte("Ihr Code ist {{.Code}}.")},
+	}
+	_, err := mailer.ParseTemplateFS(fsys, "code")
+	if !errors.Is(err, mailer.ErrCodeInSubject) || !strings.Contains(err.Error(), "code.subject.txt") {
+		t.Fatalf("ParseTemplateFS: %v", err)
+	}
+	for _, subject := range []string{
+		"Your {{.Product}} verification code",
+		"{{.Product}}: code for {{.User}}, valid {{.Minutes}} minutes",
+		"{{if .Code}}A new code{{end}} ({{len .Code}} digits)",
+		"{{.Product}}: {{.FactorName}} {{.Change}} on your account", // a notice subject
+	} {
+		if _, err := mailer.ParseTemplate(subject, "Your code: {{.Code}}", ""); err != nil {
+			t.Errorf("ParseTemplate(%q): %v", subject, err)
+		}
+	}
+}
+
 func TestParseTemplate(t *testing.T) {
 	if _, err := mailer.ParseTemplate("{{.Code", "x", ""); err == nil {
 		t.Fatal("bad subject template accepted")
 	}
-	tpl, err := mailer.ParseTemplate("Code {{.Code}}", "Your code: {{.Code}}", "")
+	tpl, err := mailer.ParseTemplate("Your code", "Your code: {{.Code}}", "")
 	if err != nil {
 		t.Fatal(err)
 	}

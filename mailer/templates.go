@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"errors"
+	"fmt"
 	htmltemplate "html/template"
 	"io/fs"
 	"strings"
@@ -37,12 +38,23 @@ type Template struct {
 	html    *htmltemplate.Template
 }
 
+// ErrCodeInSubject is returned by ParseTemplate and ParseTemplateFS for a
+// subject that would show the one-time code, or any part of it (S29): lock
+// screens, notification previews and mail server logs show subjects. Keep
+// the code in the text and HTML bodies.
+var ErrCodeInSubject = errors.New("mailer: the subject template shows the one-time code (S29); " +
+	"keep {{.Code}} out of the subject and put it in the body")
+
 // ParseTemplate parses the three sources of a message. html may be empty for
-// a text-only message.
+// a text-only message. A subject that would render CodeData.Code is
+// refused with ErrCodeInSubject (S29).
 func ParseTemplate(subject, text, html string) (*Template, error) {
 	t := &Template{}
 	var err error
 	if t.subject, err = texttemplate.New("subject").Option("missingkey=error").Parse(subject); err != nil {
+		return nil, err
+	}
+	if err := checkSubject(t.subject); err != nil {
 		return nil, err
 	}
 	if t.text, err = texttemplate.New("text").Option("missingkey=error").Parse(text); err != nil {
@@ -54,6 +66,24 @@ func ParseTemplate(subject, text, html string) (*Template, error) {
 		}
 	}
 	return t, nil
+}
+
+// checkSubject renders subject with two CodeData that differ only in their
+// codes, sentinels of the same length with no digit in common: if the
+// subjects differ, the subject shows the code or something made from it
+// (a prefix, say). A subject that cannot render CodeData (a notice's) is
+// not a code subject and passes.
+func checkSubject(subject *texttemplate.Template) error {
+	var a, b bytes.Buffer
+	data := CodeData{Product: "Product", User: "user", Code: "428613", TTL: 10 * time.Minute}
+	if subject.Execute(&a, data) != nil {
+		return nil
+	}
+	data.Code = "975720"
+	if subject.Execute(&b, data) != nil || a.String() != b.String() || strings.Contains(a.String(), "428613") {
+		return ErrCodeInSubject
+	}
+	return nil
 }
 
 // Render builds the message for to from data.
@@ -125,7 +155,9 @@ var DefaultNoticeTemplate = mustBuiltin("notice")
 
 // ParseTemplateFS reads a message's templates from fsys: name.subject.txt,
 // name.txt and, if present, name.html — the layout of the built-in ones
-// (see the templates folder), so a host can copy and edit them.
+// (see the templates folder), so a host can copy and edit them. Like
+// ParseTemplate it refuses a subject that shows the code (S29), naming the
+// file.
 func ParseTemplateFS(fsys fs.FS, name string) (*Template, error) {
 	read := func(ext string, optional bool) (string, error) {
 		b, err := fs.ReadFile(fsys, name+ext)
@@ -146,7 +178,11 @@ func ParseTemplateFS(fsys fs.FS, name string) (*Template, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseTemplate(subject, text, html)
+	t, err := ParseTemplate(subject, text, html)
+	if errors.Is(err, ErrCodeInSubject) {
+		return nil, fmt.Errorf("%s.subject.txt: %w", name, err)
+	}
+	return t, err
 }
 
 // Localized picks a template by locale: the exact tag ("de-CH"), then its
