@@ -24,12 +24,13 @@ func findChromium() string {
 	return ""
 }
 
-// artifactDir is where the screenshot goes: $MFAKIT_ARTIFACTS, else
-// .artifacts at the repository root.
+// artifactDir is where the screenshot goes: $MFAKIT_ARTIFACTS (.ci/run
+// points it at an ignored folder), else the test's temporary directory,
+// so a test run never writes into the working tree.
 func artifactDir(t *testing.T) string {
 	dir := os.Getenv("MFAKIT_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join("..", "..", ".artifacts")
+		return t.TempDir()
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
