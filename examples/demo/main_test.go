@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mfakit/mfakit/internal/testdb"
 	"github.com/mfakit/mfakit/mfa"
 )
 
@@ -335,10 +336,9 @@ func TestDemoInMemoryAndPostgres(t *testing.T) {
 		t.Fatalf("storage = %s", d.app.storageName)
 	}
 	d.login("alice@example.com", "alice-password")
-	dsn := os.Getenv("MFAKIT_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("MFAKIT_POSTGRES_DSN is not set: skipping the PostgreSQL demo")
-	}
+	// A schema of its own, dropped at the end: the demo's tables (default
+	// names) never meet another run's users, so the test can run again.
+	dsn := testdb.PostgresSchemaDSN(t) // skips without MFAKIT_POSTGRES_DSN
 	pg := startDemo(t, "-db", dsn, "-key-file", filepath.Join(t.TempDir(), "k"))
 	if pg.app.storageName != "postgres" {
 		t.Fatalf("storage = %s", pg.app.storageName)

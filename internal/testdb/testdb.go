@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,6 +83,33 @@ func PostgresKillable(t testing.TB) (*sql.DB, func() error) {
 		_, err := admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app)
 		return err
 	}
+}
+
+// PostgresSchemaDSN creates a fresh schema on the server of
+// MFAKIT_POSTGRES_DSN and returns that DSN with search_path set to it, for
+// a program that opens the database itself (the demo): the tables it
+// creates under their usual names land in this schema, apart from every
+// other run. The schema and everything in it is dropped when the test ends.
+func PostgresSchemaDSN(t testing.TB) string {
+	t.Helper()
+	d := dsn(t, PostgresEnv)
+	schema := strings.TrimSuffix(Unique("mfakit_test_"), "_")
+	admin := Postgres(t)
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	if u, err := url.Parse(d); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return d + " search_path=" + schema // keyword/value form
 }
 
 // MySQL opens a new pool on the server of MFAKIT_MYSQL_DSN.
