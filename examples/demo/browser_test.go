@@ -67,8 +67,10 @@ func TestBrowserJourney(t *testing.T) {
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(d.srv.URL+"/"),
 		chromedp.WaitVisible(css("#signin-form")),
-		chromedp.Poll[chromedp.Void]("document.readyState === 'complete'"),
-		chromedp.Sleep(200*time.Millisecond), // the page loads its configuration
+		// Signing in needs the client credentials the page fetches from
+		// /demo-config.json after load; the page marks nothing in the DOM
+		// when they arrive, so wait on its state object itself.
+		chromedp.Poll[chromedp.Void]("typeof state === 'object' && state.config !== null"),
 		chromedp.Click(css("#signin-form button")),
 		chromedp.WaitVisible(css("#qr-start")),
 		chromedp.Click(css("#qr-start")),
