@@ -19,7 +19,7 @@ func ExampleMailerFunc() {
 	msg, _ := mailer.DefaultCodeTemplate.Render("alice@example.com", mailer.CodeData{Product: "Acme", User: "alice",
 		Code: "123456", TTL: 10 * time.Minute})
 	m.Send(context.Background(), msg)
-	// Output: alice@example.com | Acme verification code: 123456
+	// Output: alice@example.com | Your Acme verification code
 }
 
 // The Writer mailer prints whole messages, for demos and development.

@@ -61,7 +61,7 @@ func TestQueueFull(t *testing.T) {
 
 func TestTemplatesFromFilesAndLocales(t *testing.T) {
 	fsys := fstest.MapFS{
-		"code.subject.txt": {Data: []byte("Ihr Code: {{.Code}}")},
+		"code.subject.txt": {Data: []byte("Ihr {{.Product}}-Bestätigungscode")},
 		"code.txt":         {Data: []byte("Ihr {{.Product}}-Code ist {{.Code}}, gültig {{.Minutes}} Minuten.")},
 	}
 	de, err := mailer.ParseTemplateFS(fsys, "code")
@@ -75,7 +75,7 @@ func TestTemplatesFromFilesAndLocales(t *testing.T) {
 		}
 	}
 	m, err := de.Render("b@example.com", mailer.CodeData{Product: "Acme", Code: "123456", TTL: 5 * time.Minute})
-	if err != nil || m.Subject != "Ihr Code: 123456" || m.Text != "Ihr Acme-Code ist 123456, gültig 5 Minuten." || m.HTML != "" {
+	if err != nil || m.Subject != "Ihr Acme-Bestätigungscode" || m.Text != "Ihr Acme-Code ist 123456, gültig 5 Minuten." || m.HTML != "" {
 		t.Fatalf("%+v %v", m, err)
 	}
 	if _, err := mailer.ParseTemplateFS(fsys, "missing"); err == nil {

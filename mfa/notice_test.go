@@ -55,7 +55,7 @@ func TestChangeNotices(t *testing.T) {
 
 // Email templates follow the caller's locale, then its language.
 func TestLocalizedCodeEmail(t *testing.T) {
-	de, err := mailer.ParseTemplate("Code {{.Code}}", "Ihr Code lautet {{.Code}}.", "")
+	de, err := mailer.ParseTemplate("Ihr Code", "Ihr Code lautet {{.Code}}.", "")
 	if err != nil {
 		t.Fatal(err)
 	}

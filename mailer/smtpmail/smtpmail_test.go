@@ -265,7 +265,7 @@ func TestDeliveryOverSTARTTLSWithAuth(t *testing.T) {
 			}
 			h, p := parts(t, r.data)
 			subject, err := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
-			if err != nil || subject != "Acmé ✓ verification code: 482913" {
+			if err != nil || subject != "Your Acmé ✓ verification code" {
 				t.Fatalf("Subject %q (%q): %v", subject, h.Get("Subject"), err)
 			}
 			if _, err := h.Date(); err != nil {
