@@ -391,28 +391,6 @@ func TestLockoutOverHTTP(t *testing.T) {
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))}), 429, "locked")
 }
 
-func TestClientCredentialReset(t *testing.T) {
-	e := newEnv(t, nil)
-	uri := e.enrollQR("alice-token")
-	e.advance(30 * time.Second)
-	client := [2]string{"demo-client", "demo-secret"}
-	body := func(user, code string) string {
-		return fmt.Sprintf(`{"username":%q,"mfatype":"AUTHENTICATOR","totp":%q}`, user, code)
-	}
-	expect(t, e.do(request{method: "POST", path: resetMyPath, basic: [2]string{"demo-client", "wrong"}, body: body("alice@example.com", e.codeFor(uri, 0))}), 401, "unauthorized")
-	expect(t, e.do(request{method: "POST", path: resetMyPath, basic: client, body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))}), 400, "invalid_request")
-	// S18: an unknown or unenrolled user looks exactly like a wrong code.
-	unknown := e.do(request{method: "POST", path: resetMyPath, basic: client, body: body("nobody@example.com", "123456")})
-	wrong := e.do(request{method: "POST", path: resetMyPath, basic: client, body: body("alice@example.com", "123456")})
-	if e.codeFor(uri, 0) != "123456" && (unknown.status != wrong.status || !bytes.Equal(unknown.body, wrong.body)) {
-		t.Fatalf("unknown user %d %s vs wrong code %d %s", unknown.status, unknown.body, wrong.status, wrong.body)
-	}
-	expect(t, unknown, 400, "invalid_code")
-	expect(t, e.do(request{method: "POST", path: "/oauth" + resetMyPath, basic: client, body: body("alice@example.com", e.codeFor(uri, 0))}), 200, "")
-	// A password alone never resets (S13): the body must carry a code.
-	expect(t, e.do(request{method: "POST", path: resetMyPath, basic: client, body: `{"username":"alice@example.com","password":"alice-password"}`}), 400, "invalid_request")
-}
-
 func TestErrors(t *testing.T) {
 	e := newEnv(t, nil)
 	routes := []struct{ method, path string }{
