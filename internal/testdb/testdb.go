@@ -58,8 +58,13 @@ func open(t testing.TB, driver, dsn string) *sql.DB {
 		db.Close()
 		t.Fatalf("%s: %v", driver, err)
 	}
-	// Keep the connections a concurrency case opened for the next one.
-	db.SetMaxIdleConns(64)
+	// Bounded, as a deployment's pool is: test packages and parallel
+	// cases share one server (PostgreSQL allows 100 connections by
+	// default), and a burst of goroutines waits for a connection instead
+	// of failing with "too many clients". Idle ones are kept for the next
+	// case.
+	db.SetMaxOpenConns(12)
+	db.SetMaxIdleConns(12)
 	t.Cleanup(func() { db.Close() })
 	return db
 }
