@@ -140,7 +140,7 @@ type burstPath struct {
 	setup  func(t *testing.T, kits []*kit, user string) (wrong func(i int) string, right string, send attempt)
 }
 
-var jsonType = "application/json"
+const jsonType = "application/json"
 
 func body(factor mfa.Factor, code string) string {
 	return fmt.Sprintf(`{"mfatype":%q,"totp":%q}`, factor, code)

@@ -14,13 +14,6 @@ import (
 	"github.com/mfakit/mfakit/mfa"
 )
 
-func init() {
-	testUsers["alice-mfa"] = httpx.User{Username: "alice@example.com", Email: "alice@example.com",
-		Roles: []string{"ROLE_USER"}, MFAAt: time.Now()}
-	testUsers["alice-stale"] = httpx.User{Username: "alice@example.com", Email: "alice@example.com",
-		Roles: []string{"ROLE_USER"}, MFAAt: time.Now().Add(-time.Hour)}
-}
-
 // grantServer mounts StateTokenGrant on a test token endpoint.
 func (e *env) grant(t *testing.T, h *httpx.Handlers, form url.Values) response {
 	t.Helper()
@@ -51,8 +44,9 @@ func (e *env) grant(t *testing.T, h *httpx.Handlers, form url.Values) response {
 }
 
 func TestStateTokenGrant(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
-	h := httpx.New(e.svc, authz{users: testUsers}, httpx.Config{})
+	h := e.handlers(httpx.Config{})
 	uri := e.enrollQR("alice-token")
 	e.advance(30 * time.Second)
 	ctx := context.Background()
@@ -76,11 +70,7 @@ func TestStateTokenGrant(t *testing.T) {
 	expect(t, e.grant(t, h, url.Values{"grant_type": {"password"}}), 400, "invalid_request")
 	expect(t, e.grant(t, h, url.Values{"grant_type": {"state_token"}}), 400, "invalid_request")
 	expect(t, e.grant(t, h, form("12ab56")), 400, "invalid_request")
-	wrong := "000000"
-	if wrong == e.codeFor(uri, 0) {
-		wrong = "999999"
-	}
-	expect(t, e.grant(t, h, form(wrong)), 400, "invalid_code")
+	expect(t, e.grant(t, h, form(e.wrongCode(uri))), 400, "invalid_code")
 	r := e.grant(t, h, form(e.codeFor(uri, 0)))
 	expect(t, r, 200, "")
 	if !strings.Contains(string(r.body), `"User":"alice@example.com"`) {
@@ -95,6 +85,7 @@ func TestStateTokenGrant(t *testing.T) {
 }
 
 func TestStepUp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.enrollQR("alice-token")
 	// A second factor needs a recent MFA; the first did not.
@@ -108,7 +99,7 @@ func TestStepUp(t *testing.T) {
 	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-mfa"}), 200, "")
 
 	// RequireMFA on a host route, and its Check beside it.
-	h := httpx.New(e.svc, authz{users: testUsers}, httpx.Config{})
+	h := e.handlers(httpx.Config{})
 	protected := h.Auth().RequireMFA(5 * time.Minute)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("secret page"))
 	}))
@@ -129,6 +120,7 @@ func TestStepUp(t *testing.T) {
 }
 
 func TestRecoveryCodeEndpoints(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const path = "/oauth/users/mfa/recoveryCodes"
 	expect(t, e.do(request{method: "POST", path: path, token: "alice-mfa"}), 409, "not_enrolled")
@@ -178,6 +170,7 @@ func TestRecoveryCodeEndpoints(t *testing.T) {
 }
 
 func TestSwitchChallenge(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	e.enrollQR("alice-token")
@@ -193,6 +186,7 @@ func TestSwitchChallenge(t *testing.T) {
 }
 
 func TestVerifyEndpoint(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const path = "/oauth/users/mfa/verify"
 	expect(t, e.do(request{method: "PUT", path: path, token: "alice-token", body: verifyBody("AUTHENTICATOR", "123456")}), 409, "not_enrolled")

@@ -70,6 +70,7 @@ type strictEmbedded struct {
 // S28: duplicate keys and keys that match a field only case-insensitively
 // are refused with a 400 naming the key, like unknown fields.
 func TestDecodeStrictRejects(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, body, field, reason string
 		nested                    bool // decode into strictNested, not CodeRequest
@@ -97,6 +98,7 @@ func TestDecodeStrictRejects(t *testing.T) {
 		{"duplicate in a large object", `{"labels":{` + manyKeys(40) + `,"k07":"again"}}`, "labels.k07", "duplicate", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			var dst any = new(CodeRequest)
 			if c.nested {
 				dst = new(strictNested)
@@ -123,6 +125,7 @@ func manyKeys(n int) string {
 // objects, and names the struct hides ("-", unexported) go on to be
 // unknown fields.
 func TestDecodeStrictAccepts(t *testing.T) {
+	t.Parallel()
 	var req CodeRequest
 	if err := decodeBody(t, ` {"mfatype":"AUTHENTICATOR", "totp":"123456"} `, "application/json; charset=utf-8", &req, false); err != nil {
 		t.Fatal(err)
@@ -155,6 +158,7 @@ func TestDecodeStrictAccepts(t *testing.T) {
 // case and Unicode folding match fields), which is why the strict pass
 // exists.
 func TestStrictIsNeeded(t *testing.T) {
+	t.Parallel()
 	var r CodeRequest
 	if err := json.Unmarshal([]byte(`{"TOTP":"1","totp":"2","totp":"3"}`), &r); err != nil || r.Totp != "3" {
 		t.Fatalf("encoding/json: %+v %v", r, err)
@@ -167,6 +171,7 @@ func TestStrictIsNeeded(t *testing.T) {
 
 // The checks that came before S28 answer as they did.
 func TestDecodeKeepsEarlierChecks(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, body, contentType string
 		status                  int
@@ -187,6 +192,7 @@ func TestDecodeKeepsEarlierChecks(t *testing.T) {
 		{"empty", ``, "application/json", 400, CodeInvalidRequest, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			p := wantProblem(t, decodeBody(t, c.body, c.contentType, new(CodeRequest), false), c.status, c.field)
 			if p.Code != c.code {
 				t.Fatalf("code %s, want %s: %+v", p.Code, c.code, p)

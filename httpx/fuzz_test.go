@@ -1,6 +1,7 @@
 package httpx_test
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,24 +12,54 @@ import (
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mailer/mailertest"
 	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
 )
 
-// fuzzHandler is the whole API on a memstore, with quiet logs.
-func fuzzHandler(f *testing.F) (http.Handler, *httpx.Handlers) {
-	svc, err := mfa.New(memstore.New(), &mailertest.Recorder{}, mfa.NewRandomKeyring(),
-		mfa.Config{Logger: slog.New(slog.DiscardHandler), EmailResendInterval: time.Nanosecond, EmailHourlyLimit: 1 << 30})
+// fuzzKit is the whole API on a memstore of its own, with quiet logs, its
+// own Authorizer and a fixed clock, so alice's MFA time never goes stale
+// however long a fuzz run lasts. Alice has a pending authenticator and a
+// pending email enrollment, so well-formed codes reach the comparison.
+type fuzzKit struct {
+	api   *httpx.Handlers
+	h     http.Handler
+	store storage.Store
+}
+
+func newFuzzKit(f *testing.F) *fuzzKit {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	store := memstore.New()
+	svc, err := mfa.New(store, &mailertest.Recorder{}, mfa.NewRandomKeyring(),
+		mfa.Config{Now: clock, Logger: slog.New(slog.DiscardHandler), EmailHourlyLimit: 1 << 30})
 	if err != nil {
 		f.Fatal(err)
 	}
-	api := httpx.New(svc, authz{users: testUsers}, httpx.Config{Logger: slog.New(slog.DiscardHandler)})
-	return api.Handler(), api
+	ctx := context.Background()
+	if _, err := svc.BeginAuthenticator(ctx, "alice@example.com"); err != nil {
+		f.Fatal(err)
+	}
+	if err := svc.BeginEmail(ctx, "alice@example.com", "alice@example.com"); err != nil {
+		f.Fatal(err)
+	}
+	api := httpx.New(svc, newAuthz(clock), httpx.Config{Logger: slog.New(slog.DiscardHandler), Now: clock})
+	return &fuzzKit{api: api, h: api.Handler(), store: store}
+}
+
+// unlock forgets alice's failures, so no input meets a lockout that
+// earlier inputs caused.
+func (k *fuzzKit) unlock(t *testing.T) {
+	for _, f := range []mfa.Factor{mfa.Authenticator, mfa.Email, mfa.Recovery} {
+		if err := k.store.ResetAttempts(context.Background(), "alice@example.com", f); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // fuzzBody sends body to one route and checks the answer is a deliberate
 // one (S19): no panic, no 500, and a problem+json body on every error.
 func fuzzBody(f *testing.F, method, path string, basic bool) {
-	h, _ := fuzzHandler(f)
+	k := newFuzzKit(f)
 	f.Add([]byte(`{"mfatype":"AUTHENTICATOR","totp":"123456"}`), "application/json")
 	f.Add([]byte(`{"mfatype":"EMAIL","totp":"123456"}`), "application/json; charset=utf-8")
 	f.Add([]byte(`{"username":"alice@example.com","mfatype":"RECOVERY","totp":"ABCD-EFGH-JKMN-PQRS"}`), "application/json")
@@ -39,6 +70,7 @@ func fuzzBody(f *testing.F, method, path string, basic bool) {
 	f.Add([]byte(strings.Repeat(`{"a":`, 100)), "application/json")
 	f.Add([]byte("mfatype=EMAIL"), "application/x-www-form-urlencoded")
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
+		k.unlock(t)
 		req := httptest.NewRequest(method, path, strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", contentType)
 		if basic {
@@ -47,7 +79,7 @@ func fuzzBody(f *testing.F, method, path string, basic bool) {
 			req.Header.Set("Authorization", "Bearer alice-mfa")
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		k.h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
 			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
 		}
@@ -69,7 +101,7 @@ func FuzzSwitchChallenge(f *testing.F) {
 
 // FuzzStateTokenGrant feeds arbitrary forms to the state_token grant.
 func FuzzStateTokenGrant(f *testing.F) {
-	_, api := fuzzHandler(f)
+	k := newFuzzKit(f)
 	f.Add("grant_type=state_token&state_token=v1.YWxpY2U.AUTHENTICATOR.1.eA&totp=123456")
 	f.Add("grant_type=state_token&state_token=v1.....&totp=&mfatype=RECOVERY")
 	f.Add("grant_type=state_token&state_token=%ff%fe&totp=1&mfatype=SMS")
@@ -77,7 +109,7 @@ func FuzzStateTokenGrant(f *testing.F) {
 	f.Fuzz(func(t *testing.T, form string) {
 		req := httptest.NewRequest("POST", "/oauth/token", strings.NewReader(form))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		_, err := api.StateTokenGrant(req)
+		_, err := k.api.StateTokenGrant(req)
 		if err == nil {
 			t.Fatalf("a made-up state token was accepted: %q", form)
 		}

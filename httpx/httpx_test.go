@@ -29,24 +29,54 @@ import (
 	"github.com/mfakit/mfakit/storage/memstore"
 )
 
-// authz is a test Authorizer: fixed tokens and one client.
+// authz is a test Authorizer: fixed tokens and one client. Each test
+// builds its own with newAuthz; nothing of it is shared.
 type authz struct {
+	// now is the test's clock: MFA times are computed from it.
+	now   func() time.Time
 	users map[string]httpx.User
+	// mfaAge is, per token, how long ago on the test's clock its session
+	// passed MFA; tokens without an entry never did.
+	mfaAge map[string]time.Duration
+	// expired tokens are refused as a real Authorizer refuses a lapsed session.
+	expired map[string]bool
 }
 
-// expiredTokens are refused as a real Authorizer refuses a lapsed session.
-var expiredTokens = map[string]bool{}
+// newAuthz returns the test Authorizer over the test's clock: alice, bob,
+// an admin and a user without email, each with a password-only session
+// token; alice also with a session that passed MFA just now ("alice-mfa")
+// and one that passed it an hour ago ("alice-stale"). "broken" fails like
+// an identity backend that is down.
+func newAuthz(now func() time.Time) authz {
+	alice := httpx.User{Username: "alice@example.com", Email: "alice@example.com", Roles: []string{"ROLE_USER"}}
+	return authz{
+		now: now,
+		users: map[string]httpx.User{
+			"alice-token": alice,
+			"alice-mfa":   alice,
+			"alice-stale": alice,
+			"bob-token":   {Username: "bob@example.com", Email: "bob@example.com", Roles: []string{"ROLE_USER"}},
+			"admin-token": {Username: "admin@example.com", Email: "admin@example.com", Roles: []string{"ROLE_ADMIN_CUSTOMER"}},
+			"noemail":     {Username: "ghost", Roles: []string{"ROLE_USER"}},
+		},
+		mfaAge:  map[string]time.Duration{"alice-mfa": 0, "alice-stale": time.Hour},
+		expired: map[string]bool{"expired-token": true},
+	}
+}
 
 func (a authz) AuthenticateToken(_ context.Context, token string) (httpx.User, error) {
 	if token == "broken" {
 		return httpx.User{}, errors.New("identity backend down: secret detail")
 	}
-	if expiredTokens[token] {
+	if a.expired[token] {
 		return httpx.User{}, fmt.Errorf("session expired: %w", httpx.ErrUnauthorized)
 	}
 	u, ok := a.users[token]
 	if !ok {
 		return httpx.User{}, httpx.ErrUnauthorized
+	}
+	if age, ok := a.mfaAge[token]; ok {
+		u.MFAAt = a.now().Add(-age)
 	}
 	return u, nil
 }
@@ -58,17 +88,11 @@ func (a authz) AuthenticateClient(_ context.Context, id, secret string) error {
 	return nil
 }
 
-var testUsers = map[string]httpx.User{
-	"alice-token": {Username: "alice@example.com", Email: "alice@example.com", Roles: []string{"ROLE_USER"}},
-	"bob-token":   {Username: "bob@example.com", Email: "bob@example.com", Roles: []string{"ROLE_USER"}},
-	"admin-token": {Username: "admin@example.com", Email: "admin@example.com", Roles: []string{"ROLE_ADMIN_CUSTOMER"}},
-	"noemail":     {Username: "ghost", Roles: []string{"ROLE_USER"}},
-}
-
 type env struct {
 	t     *testing.T
 	srv   *httptest.Server
 	svc   *mfa.Service
+	authz authz
 	mail  *mailertest.Recorder
 	store storage.Store
 	now   time.Time
@@ -94,10 +118,16 @@ func newEnv(t *testing.T, store storage.Store) *env {
 		t.Fatal(err)
 	}
 	e.svc = svc
-	h := httpx.New(svc, authz{users: testUsers}, httpx.Config{Logger: slog.New(slog.DiscardHandler)})
-	e.srv = httptest.NewServer(h.Handler())
+	e.authz = newAuthz(e.clock)
+	e.srv = httptest.NewServer(e.handlers(httpx.Config{Logger: slog.New(slog.DiscardHandler)}).Handler())
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// handlers returns the API of e's Service, with e's Authorizer and clock.
+func (e *env) handlers(cfg httpx.Config) *httpx.Handlers {
+	cfg.Now = e.clock
+	return httpx.New(e.svc, e.authz, cfg)
 }
 
 type request struct {
@@ -190,7 +220,9 @@ func adminPath(user string) string { return "/users/" + user + "/mfa/resetQRCode
 // finder patterns, and that detector misreads about one valid code in a
 // hundred ("NotFoundException: dimension = 31"). qr_test.go checks the
 // pixels against the encoder without any decoder.
-var pureBarcode = map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true}
+func pureBarcode() map[gozxing.DecodeHintType]any {
+	return map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true}
+}
 
 // decodeQR reads the otpauth URI out of a QR PNG with an independent decoder.
 func decodeQR(t *testing.T, pngBytes []byte) string {
@@ -206,7 +238,7 @@ func decodeQR(t *testing.T, pngBytes []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, pureBarcode)
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, pureBarcode())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +252,30 @@ func (e *env) codeFor(uri string, offset int64) string {
 	}
 	p.Skew = 1
 	return p.Code(secret, p.Step(e.clock())+offset)
+}
+
+// wrongCode returns a code of uri's parameters that matches no step within
+// two of e's now, so a test that sends it as a wrong code cannot pass it by
+// chance.
+func (e *env) wrongCode(uri string) string {
+	e.t.Helper()
+	secret, p, err := mfa.ParseKeyURI(uri)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return wrongCodeAt(secret, p, e.clock())
+}
+
+// wrongCodeAt returns a code that matches no step of secret within two
+// of now.
+func wrongCodeAt(secret []byte, p mfa.TOTP, now time.Time) string {
+	p.Skew = 2
+	for n := 0; ; n++ {
+		c := fmt.Sprintf("%0*d", p.Digits.Length(), n)
+		if _, ok := p.Match(secret, c, now); !ok {
+			return c
+		}
+	}
 }
 
 func verifyBody(f, code string) string {
@@ -237,6 +293,7 @@ func (e *env) enrollQR(token string) string {
 }
 
 func TestAuthenticatorJourney(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 
 	r := e.do(request{method: "GET", path: detailsPath, token: "alice-token"})
@@ -262,10 +319,7 @@ func TestAuthenticatorJourney(t *testing.T) {
 	}
 
 	// A wrong code is a 400 invalid_code, the right one verifies.
-	wrong := "000000"
-	if wrong == e.codeFor(uri, 0) || wrong == e.codeFor(uri, -1) || wrong == e.codeFor(uri, 1) {
-		wrong = "999999"
-	}
+	wrong := e.wrongCode(uri)
 	expect(t, e.do(request{method: "PUT", path: verifyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", wrong)}), 400, "invalid_code")
 	expect(t, e.do(request{method: "PUT", path: verifyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))}), 200, "")
 
@@ -319,6 +373,7 @@ func TestAuthenticatorJourney(t *testing.T) {
 }
 
 func TestAdminReset(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.enrollQR("bob-token")
 	expect(t, e.do(request{method: "PUT", path: adminPath("bob@example.com")}), 401, "unauthorized")
@@ -336,6 +391,7 @@ func TestAdminReset(t *testing.T) {
 }
 
 func TestEmailJourney(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-token"}), 200, "")
 	code := e.mail.LastCode("alice@example.com")
@@ -371,15 +427,11 @@ func TestEmailJourney(t *testing.T) {
 }
 
 func TestLockoutOverHTTP(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	uri := e.enrollQR("alice-token")
 	e.advance(30 * time.Second)
-	wrong := "000000"
-	for _, off := range []int64{-1, 0, 1} {
-		if e.codeFor(uri, off) == wrong {
-			wrong = "999999"
-		}
-	}
+	wrong := e.wrongCode(uri)
 	for range 4 {
 		expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", wrong)}), 400, "invalid_code")
 	}
@@ -392,6 +444,7 @@ func TestLockoutOverHTTP(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	routes := []struct{ method, path string }{
 		{"GET", detailsPath}, {"PUT", qrPath}, {"PUT", "/oauth" + qrPath}, {"PUT", verifyPath}, {"PUT", "/oauth" + verifyPath},
@@ -429,6 +482,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestBodyValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.do(request{method: "PUT", path: qrPath, token: "alice-token"})
 	cases := []struct {
@@ -472,6 +526,7 @@ func (failingStore) Enrollments(context.Context, string) ([]storage.Enrollment, 
 }
 
 func TestInternalErrorIsQuiet(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, failingStore{memstore.New()})
 	r := e.do(request{method: "GET", path: detailsPath, token: "alice-token"})
 	expect(t, r, 500, "internal_error")
@@ -481,12 +536,13 @@ func TestInternalErrorIsQuiet(t *testing.T) {
 }
 
 func TestMountUnderPrefix(t *testing.T) {
+	t.Parallel()
 	svc, err := mfa.New(memstore.New(), &mailertest.Recorder{}, mfa.NewRandomKeyring(), mfa.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	httpx.New(svc, authz{users: testUsers}, httpx.Config{}).Mount(mux, "/mfa/")
+	httpx.New(svc, newAuthz(time.Now), httpx.Config{}).Mount(mux, "/mfa/")
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host app") })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -512,14 +568,15 @@ func TestMountUnderPrefix(t *testing.T) {
 }
 
 func TestClientIP(t *testing.T) {
-	h := httpx.New(nil, authz{}, httpx.Config{})
+	t.Parallel()
+	h := httpx.New(nil, newAuthz(time.Now), httpx.Config{})
 	r := httptest.NewRequest("GET", "/", nil)
 	r.RemoteAddr = "203.0.113.9:5555"
 	r.Header.Set("X-Forwarded-For", "198.51.100.1")
 	if got := h.Auth().ClientIP(r); got != "203.0.113.9" {
 		t.Fatalf("untrusted peer: ClientIP = %s", got)
 	}
-	trusted := httpx.New(nil, authz{}, httpx.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	trusted := httpx.New(nil, newAuthz(time.Now), httpx.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	r.RemoteAddr = "10.0.0.1:443"
 	r.Header.Set("X-Forwarded-For", "203.0.113.50, 198.51.100.1, 10.0.0.2")
 	if got := trusted.Auth().ClientIP(r); got != "198.51.100.1" {
@@ -534,6 +591,7 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // An undeliverable code answers 503 mail_unavailable and does not block
 // the next request.
 func TestMailUnavailable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.mail.SetErr(errors.New("smtp: 421 service not available"))
 	r := e.do(request{method: "PUT", path: enrollEmail, token: "bob-token"})
@@ -547,6 +605,7 @@ func TestMailUnavailable(t *testing.T) {
 
 // The hand-written mfaDetails body equals what encoding/json would write.
 func TestDetailsJSON(t *testing.T) {
+	t.Parallel()
 	for _, st := range []mfa.Status{
 		{Available: []mfa.Factor{mfa.Authenticator, mfa.Email}, Details: map[mfa.Factor]mfa.FactorStatus{}},
 		{Available: []mfa.Factor{mfa.Email}, Details: map[mfa.Factor]mfa.FactorStatus{mfa.Email: {Verified: true}}},

@@ -110,11 +110,13 @@ func checkQRModules(t *testing.T, pngBytes []byte, uri string, size int) {
 // versions and module sizes) at several sizes and checks every module
 // against the encoder's matrix.
 func TestQRPNGMatchesEncoder(t *testing.T) {
+	t.Parallel()
 	const secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 	for _, account := range []string{"a@b.c", "alice@example.com", strings.Repeat("x", 40) + "@example.com", strings.Repeat("long.name", 12) + "@example.com"} {
 		uri := fmt.Sprintf("otpauth://totp/Acme:%s?algorithm=SHA1&digits=6&issuer=Acme&period=30&secret=%s", account, secret)
 		for _, size := range []int{mfa.QRSize, 200, 301, 512} {
 			t.Run(fmt.Sprintf("%d-%d", len(uri), size), func(t *testing.T) {
+				t.Parallel()
 				out, err := mfa.AuthenticatorKey{URI: uri}.QRPNG(size)
 				if err != nil {
 					t.Fatal(err)
@@ -128,6 +130,7 @@ func TestQRPNGMatchesEncoder(t *testing.T) {
 // TestQRHandlerPNGMatchesEncoder checks the PNG the handler serves in its
 // JSON answer against the encoder's matrix of the otpauthUrl beside it.
 func TestQRHandlerPNGMatchesEncoder(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	for _, token := range []string{"alice-token", "bob-token", "admin-token"} {
 		r := e.do(request{method: "PUT", path: qrPath, token: token, accept: "application/json"})

@@ -25,11 +25,6 @@ import (
 	"github.com/mfakit/mfakit/storage/sqlstore"
 )
 
-func init() {
-	// An expired session: the test Authorizer refuses it like a real one.
-	expiredTokens["expired-token"] = true
-}
-
 // trackingBody records whether a handler read the request body.
 type trackingBody struct {
 	io.Reader
@@ -49,9 +44,10 @@ func (b *trackingBody) Close() error { return nil }
 // exactly 401, 403 or passes authentication, and no handler reads the body
 // of a request it refuses.
 func TestAttackMatrix(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.enrollQR("bob-token")
-	h := httpx.New(e.svc, authz{users: testUsers}, httpx.Config{}).Handler()
+	h := e.handlers(httpx.Config{}).Handler()
 
 	type auth int
 	const (
@@ -138,6 +134,7 @@ func TestAttackMatrix(t *testing.T) {
 // TestPathTricks: dot segments, encoded slashes, unicode and overlong
 // usernames in the admin path never reach another user or crash.
 func TestPathTricks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.enrollQR("bob-token")
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -289,6 +286,7 @@ func TestNothingInClearAtRest(t *testing.T) {
 
 // S16: no secret, code or token reaches a log line or an audit event.
 func TestLogsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -301,21 +299,27 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.svc = svc
-	api := httpx.New(svc, authz{users: testUsers}, httpx.Config{Logger: logger})
+	e.authz = newAuthz(e.clock)
+	api := e.handlers(httpx.Config{Logger: logger})
 	e.srv = httptest.NewServer(api.Handler())
 	defer e.srv.Close()
 
 	secret, raw, codes := secretsOf(t, e)
-	e.do(request{method: "PUT", path: verifyEmail, token: "alice-mfa", body: verifyBody("EMAIL", "000000")})
+	wrongEmail := "000000"
+	if codes[1] == wrongEmail {
+		wrongEmail = "111111"
+	}
+	wrong := wrongCodeAt(raw, svc.TOTP(), e.clock())
+	e.do(request{method: "PUT", path: verifyEmail, token: "alice-mfa", body: verifyBody("EMAIL", wrongEmail)})
 	e.do(request{method: "PUT", path: verifyEmail, token: "alice-mfa", body: verifyBody("EMAIL", codes[1])})
 	r := e.do(request{method: "POST", path: "/oauth/users/mfa/recoveryCodes", token: "alice-mfa"})
 	var rc httpx.RecoveryCodesResponse
 	json.Unmarshal(r.body, &rc)
 	ch, _ := svc.StartChallenge(context.Background(), "alice@example.com", "alice@example.com")
-	svc.CompleteChallenge(context.Background(), ch.Token, mfa.Proof{Code: "000000"})
+	svc.CompleteChallenge(context.Background(), ch.Token, mfa.Proof{Code: wrong})
 	svc.CompleteChallenge(context.Background(), ch.Token, mfa.Proof{Factor: mfa.Recovery, Code: rc.RecoveryCodes[0]})
 	for range 6 { // up to a lockout
-		e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", "000000")})
+		e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", wrong)})
 	}
 	mu.Lock()
 	out := logs.Bytes()

@@ -14,6 +14,7 @@ import (
 // right code never remove a factor, answer like a wrong code and count
 // nothing against the named user; the password step's state token does.
 func TestClientCredentialReset(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	uri := e.enrollQR("alice-token")
 	e.advance(30 * time.Second)

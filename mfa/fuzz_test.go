@@ -3,6 +3,8 @@ package mfa_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,19 +82,63 @@ func FuzzCompleteChallenge(f *testing.F) {
 	})
 }
 
-// FuzzUseRecoveryCode: any typed recovery code is handled without panic
-// and never accepted for a user who has none.
+// FuzzUseRecoveryCode: any typed recovery code is handled without panic,
+// is never accepted for a user who has none, and is accepted for a user who
+// has codes only when it is one of them (dashes, spaces, case and the
+// look-alikes O, I and L aside). The failure counts are cleared before
+// each input, so every input reaches the comparison instead of a lockout.
 func FuzzUseRecoveryCode(f *testing.F) {
-	svc, err := mfa.New(memstore.New(), &mailertest.Recorder{}, mfa.NewRandomKeyring(), mfa.Config{MaxFailures: 100})
+	ctx := context.Background()
+	store := memstore.New()
+	svc, err := mfa.New(store, &mailertest.Recorder{}, mfa.NewRandomKeyring(), mfa.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, err := svc.BeginAuthenticator(ctx, "alice")
+	if err != nil {
+		f.Fatal(err)
+	}
+	secret, p, err := mfa.ParseKeyURI(key.URI)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := svc.VerifyAuthenticator(ctx, "alice", p.Code(secret, p.Step(time.Now()))); err != nil {
+		f.Fatal(err)
+	}
+	codes, err := svc.GenerateRecoveryCodes(ctx, "alice")
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add("7KQ2-XM4D-9TPA-0WRC")
 	f.Add("o0Il-")
 	f.Add("\xff\xfe")
+	f.Add(codes[0])
+	f.Add(strings.ToLower(codes[1]))
+	f.Add(strings.ReplaceAll(codes[2], "-", " "))
+	f.Add(codes[3][:len(codes[3])-1])
 	f.Fuzz(func(t *testing.T, code string) {
-		if err := svc.UseRecoveryCode(context.Background(), "nobody", code); err == nil {
-			t.Fatal("a recovery code was accepted for a user without codes")
+		for _, user := range []string{"alice", "nobody"} {
+			if err := store.ResetAttempts(ctx, user, mfa.Recovery); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := svc.UseRecoveryCode(ctx, "nobody", code); !errors.Is(err, mfa.ErrInvalidCode) {
+			t.Fatalf("%q for a user without codes: %v, want ErrInvalidCode", code, err)
+		}
+		err := svc.UseRecoveryCode(ctx, "alice", code)
+		switch {
+		case err == nil && !slices.ContainsFunc(codes, func(c string) bool { return sameRecoveryCode(code, c) }):
+			t.Fatalf("%q was accepted, but it is none of the issued codes", code)
+		case err != nil && !errors.Is(err, mfa.ErrInvalidCode):
+			t.Fatalf("%q: %v, want nil or ErrInvalidCode", code, err)
 		}
 	})
+}
+
+// sameRecoveryCode reports whether typed reads as the issued code, as
+// UseRecoveryCode documents: dashes, spaces and case do not matter, and O,
+// I and L read as 0, 1 and 1.
+func sameRecoveryCode(typed, issued string) bool {
+	norm := strings.NewReplacer("-", "", " ", "", "O", "0", "I", "1", "L", "1")
+	return norm.Replace(strings.ToUpper(typed)) == norm.Replace(issued)
 }
