@@ -12,8 +12,8 @@ import (
 	"testing"
 )
 
-// These tests need only decode.go and problem.go, so they run while the
-// rest of the package is in flux.
+// These tests need only decode.go, strict.go and problem.go, so they run
+// while the rest of the package is in flux.
 
 func decodeBody(t testing.TB, body, contentType string, dst any, optional bool) error {
 	t.Helper()

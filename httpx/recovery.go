@@ -1,0 +1,45 @@
+package httpx
+
+import (
+	"net/http"
+)
+
+// RecoveryCodesResponse is the body of POST recoveryCodes: the new codes,
+// shown this once.
+type RecoveryCodesResponse struct {
+	RecoveryCodes []string `json:"recoveryCodes"`
+}
+
+// RecoveryStatusResponse is the body of GET recoveryCodes.
+type RecoveryStatusResponse struct {
+	Remaining int `json:"remaining"`
+}
+
+// RecoveryCodes serves /oauth/users/mfa/recoveryCodes (a kit extension):
+// GET answers how many unused codes the caller has; POST generates a new
+// set (invalidating the old), which needs a recent MFA (step-up), and
+// answers the codes once with Cache-Control: no-store.
+func (h *Handlers) RecoveryCodes() http.Handler {
+	return h.userEndpoint("GET, POST", func(w http.ResponseWriter, r *http.Request, u User) {
+		if r.Method == http.MethodGet {
+			n, err := h.svc.RecoveryCodesLeft(r.Context(), u.Username)
+			if err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, RecoveryStatusResponse{Remaining: n})
+			return
+		}
+		if err := h.auth.CheckMFA(r, h.cfg.StepUpMaxAge); err != nil {
+			h.auth.stepUp(w, r, err)
+			return
+		}
+		codes, err := h.svc.GenerateRecoveryCodes(r.Context(), u.Username)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		w.Header().Set("Pragma", "no-cache")
+		writeJSON(w, http.StatusOK, RecoveryCodesResponse{RecoveryCodes: codes})
+	})
+}

@@ -1,0 +1,116 @@
+package httpx
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/mfakit/mfakit/mfa"
+)
+
+// ResetRequest is the body of resetMyQRCodeEnroll. With client
+// credentials StateToken (from the password step of a sign-in) names the
+// user; with a user token both StateToken and Username are absent (or
+// Username matches the token's user). Username is accepted for clients
+// written against older versions, and never names a user by itself (S23).
+type ResetRequest struct {
+	Username   string `json:"username" validate:"max=320"`
+	StateToken string `json:"stateToken" validate:"max=1024"`
+	Mfatype    string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL RECOVERY"`
+	Totp       string `json:"totp" validate:"required,max=32"`
+}
+
+// ResetMyQRCodeEnroll serves POST resetMyQRCodeEnroll. The caller proves a
+// factor the user still holds (S13):
+//   - Bearer user token: {"mfatype":"AUTHENTICATOR"|"RECOVERY","totp":"..."}
+//   - Basic client credentials: "stateToken" from the password step of a
+//     sign-in, with "mfatype":"AUTHENTICATOR", "EMAIL" (the code the
+//     challenge sent, after switching it to EMAIL) or "RECOVERY".
+//
+// Client credentials are public in browser and mobile apps, so they never
+// stand in for the password (S23): with them, a body that names a user
+// only by "username" gets the answer of a wrong code, and nothing of that
+// user is read, counted or changed.
+func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
+	return h.endpoint(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+		var user string
+		viaClient := false
+		if _, ok := bearerToken(r); ok {
+			u, err := h.auth.CheckUser(r)
+			if err != nil {
+				h.auth.unauthorized(w, r, err)
+				return
+			}
+			user = u.Username
+			r = h.withInfo(r, u)
+		} else {
+			if _, err := h.auth.CheckClient(r); err != nil {
+				if errors.Is(err, ErrUnauthorized) {
+					w.Header().Set("WWW-Authenticate", `Basic realm="mfakit", Bearer realm="mfakit"`)
+				}
+				h.fail(w, r, err)
+				return
+			}
+			r = h.withInfo(r, User{})
+			viaClient = true
+		}
+		var req ResetRequest
+		if err := decodeJSON(r, h.cfg.MaxBodyBytes, &req, false); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		proof := mfa.Proof{Factor: mfa.Factor(req.Mfatype), Code: req.Totp}
+		if proof.Factor != mfa.Recovery && !isOTP(proof.Code) {
+			h.fail(w, r, invalidParam("totp", "must be 6 to 8 digits"))
+			return
+		}
+		var err error
+		switch {
+		case viaClient && req.StateToken == "":
+			// Client credentials are public (S23): a username and a code
+			// never remove a factor. The answer is a wrong code's, and
+			// nothing of the named user is read or counted.
+			err = mfa.ErrInvalidCode
+		case viaClient && req.Username != "":
+			h.fail(w, r, invalidParam("username", "must be omitted with stateToken"))
+			return
+		case viaClient:
+			err = h.svc.ResetAuthenticatorWithChallenge(r.Context(), req.StateToken, proof)
+		case req.StateToken != "":
+			h.fail(w, r, invalidParam("stateToken", "is for client credentials only"))
+			return
+		case req.Username != "" && req.Username != user:
+			h.fail(w, r, invalidParam("username", "must be omitted or match the token's user"))
+			return
+		case proof.Factor == mfa.Email:
+			h.fail(w, r, invalidParam("mfatype", "EMAIL needs a stateToken"))
+			return
+		default:
+			err = h.svc.ResetAuthenticator(r.Context(), user, proof)
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, FactorResponse{Mfatype: mfa.Authenticator, Verified: false})
+	})
+}
+
+// ResetQRCodeEnroll serves PUT /users/{username}/mfa/resetQRCodeEnroll: an
+// administrator (the mfa Config's AdminRole) removes the user's
+// authenticator enrollment. Idempotent. The username comes from
+// r.PathValue("username"); hosts on other routers set it with
+// r.SetPathValue.
+func (h *Handlers) ResetQRCodeEnroll() http.Handler {
+	return h.userEndpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request, u User) {
+		if !u.Principal().HasRole(h.svc.Config().AdminRole) {
+			h.fail(w, r, mfa.ErrForbidden)
+			return
+		}
+		target := r.PathValue("username")
+		if err := h.svc.AdminResetAuthenticator(r.Context(), u.Principal(), target); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, FactorResponse{Mfatype: mfa.Authenticator, Verified: false})
+	})
+}
