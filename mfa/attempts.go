@@ -71,14 +71,27 @@ func (s *Service) succeeded(ctx context.Context, user string, f Factor, typ Even
 	s.emit(ctx, typ, user, f, "")
 }
 
+// failureReasons gives the Event.Reason of a failure by its cause,
+// matched with errors.Is in order; any other cause is "invalid_code".
+// Each reason is the problem code the HTTP layer answers the cause with
+// (httpx's table of problem codes; mfa cannot import httpx, so
+// TestFailureReasonsAreProblemCodes checks it).
+var failureReasons = []struct {
+	cause  error
+	reason string
+}{
+	{ErrCodeReused, "code_reused"},
+	{ErrCodeExpired, "code_expired"},
+	{ErrNotEnrolled, "not_enrolled"},
+	{ErrInvalidCode, "invalid_code"},
+}
+
+// codeOf returns the Event.Reason of a failure caused by err.
 func codeOf(err error) string {
-	switch {
-	case errors.Is(err, ErrCodeReused):
-		return "code_reused"
-	case errors.Is(err, ErrCodeExpired):
-		return "code_expired"
-	case errors.Is(err, ErrNotEnrolled):
-		return "not_enrolled"
+	for _, r := range failureReasons {
+		if errors.Is(err, r.cause) {
+			return r.reason
+		}
 	}
 	return "invalid_code"
 }

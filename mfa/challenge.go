@@ -280,6 +280,9 @@ func (e *internalError) Error() string { return e.err.Error() }
 // Unwrap returns the wrapped error.
 func (e *internalError) Unwrap() error { return e.err }
 
+// Is reports whether target is ErrInternal.
+func (e *internalError) Is(target error) bool { return target == ErrInternal }
+
 func isInternal(err error) bool {
 	var ie *internalError
 	return errors.As(err, &ie)

@@ -38,6 +38,11 @@ var (
 	ErrMailUnavailable = errors.New("mfa: email could not be delivered")
 	// ErrEmailOnly: policy refuses email as the user's only factor (S11).
 	ErrEmailOnly = errors.New("mfa: email cannot be the only factor")
+	// ErrInternal is matched by every error a Service method returns
+	// because its Store, Mailer or keys failed. The Service has already
+	// logged it, with the operation, through Config.Logger; answer it as
+	// a server error that does not show its text.
+	ErrInternal = errors.New("mfa: internal error")
 )
 
 // LockedError reports that a factor is locked after too many failures (S8).

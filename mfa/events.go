@@ -35,7 +35,10 @@ type Event struct {
 	Time  time.Time
 	// ClientIP is the client address the HTTP layer put in the context.
 	ClientIP string
-	// Reason says why a failure happened (e.g. "invalid_code"); may be empty.
+	// Reason says why: for a failure or lockout, the problem code the
+	// HTTP layer answers its cause with ("invalid_code", "code_reused",
+	// "code_expired" or "not_enrolled"); for sessions_ended, the type of
+	// the reset that ended them; otherwise empty.
 	Reason string
 }
 
