@@ -62,13 +62,11 @@ func (h *Handlers) StateTokenGrant(r *http.Request) (mfa.LoginResult, error) {
 		return mfa.LoginResult{}, invalidParam("state_token", "is required")
 	}
 	proof := mfa.Proof{Factor: mfa.Factor(r.PostForm.Get("mfatype")), Code: r.PostForm.Get("totp")}
-	switch {
-	case proof.Factor != "" && proof.Factor != mfa.Recovery && !proof.Factor.Valid():
+	if proof.Factor != "" && proof.Factor != mfa.Recovery && !proof.Factor.Valid() {
 		return mfa.LoginResult{}, invalidParam("mfatype", "must be AUTHENTICATOR, EMAIL or RECOVERY")
-	case proof.Factor == mfa.Recovery && (proof.Code == "" || len(proof.Code) > 32):
-		return mfa.LoginResult{}, invalidParam("totp", "must be a recovery code")
-	case proof.Factor != mfa.Recovery && proof.Code != "" && !isOTP(proof.Code):
-		return mfa.LoginResult{}, invalidParam("totp", "must be 6 to 8 digits")
+	}
+	if err := checkProofCode(proof); err != nil {
+		return mfa.LoginResult{}, err
 	}
 	return h.svc.CompleteChallenge(h.withInfo(r, User{}).Context(), token, proof)
 }

@@ -23,7 +23,7 @@ func newValidator() *validator.Validate {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		return name
 	})
-	// otpcode: 6 to 8 ASCII digits, the shape of every code mfakit issues.
+	// otpcode: the shape of a one-time code (isOTP).
 	v.RegisterValidation("otpcode", func(fl validator.FieldLevel) bool { return isOTP(fl.Field().String()) })
 	return v
 }
@@ -156,7 +156,7 @@ func reasonFor(fe validator.FieldError) string {
 	case "oneof", "eq":
 		return "must be " + strings.ReplaceAll(fe.Param(), " ", " or ")
 	case "otpcode":
-		return "must be 6 to 8 digits"
+		return otpReason
 	case "max":
 		return "must be at most " + fe.Param() + " characters"
 	}

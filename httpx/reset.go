@@ -59,8 +59,8 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 			return
 		}
 		proof := mfa.Proof{Factor: mfa.Factor(req.Mfatype), Code: req.Totp}
-		if proof.Factor != mfa.Recovery && !isOTP(proof.Code) {
-			h.fail(w, r, invalidParam("totp", "must be 6 to 8 digits"))
+		if err := checkProofCode(proof); err != nil {
+			h.fail(w, r, err)
 			return
 		}
 		var err error

@@ -40,6 +40,12 @@ func (h *Handlers) verifyEndpoint(f mfa.Factor, verify func(ctx context.Context,
 	})
 }
 
+// otpReason is why a code that is not of the shape isOTP checks is refused.
+const otpReason = "must be 6 to 8 digits"
+
+// isOTP reports whether s has the shape of every one-time code mfakit
+// issues: 6 to 8 ASCII digits. It is the one shape check of a code, used
+// by the otpcode validation tag and by checkProofCode.
 func isOTP(s string) bool {
 	if len(s) < 6 || len(s) > 8 {
 		return false
@@ -50,4 +56,19 @@ func isOTP(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkProofCode refuses, before the domain counts it, the code of a
+// proof that cannot be right (the "totp" field): a one-time code that is
+// not 6 to 8 digits, or a recovery code that is empty or over 32 bytes.
+// An empty one-time code passes: an ENROLL challenge needs none, and the
+// JSON endpoints require the field.
+func checkProofCode(p mfa.Proof) error {
+	switch {
+	case p.Factor == mfa.Recovery && (p.Code == "" || len(p.Code) > 32):
+		return invalidParam("totp", "must be a recovery code")
+	case p.Factor != mfa.Recovery && p.Code != "" && !isOTP(p.Code):
+		return invalidParam("totp", otpReason)
+	}
+	return nil
 }
