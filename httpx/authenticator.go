@@ -62,7 +62,7 @@ func (h *Handlers) AssociateQRCode() http.Handler {
 		if wantJSON {
 			writeJSON(w, http.StatusOK, QRCodeResponse{Secret: key.Secret, OtpauthURL: key.URI,
 				QRCode:    "data:image/png;base64," + base64.StdEncoding.EncodeToString(png),
-				ExpiresIn: int(key.ExpiresAt.Sub(h.svc.Config().Now()).Round(time.Second) / time.Second)})
+				ExpiresIn: int(key.ExpiresAt.Sub(h.now()).Round(time.Second) / time.Second)})
 			return
 		}
 		w.Header().Set("Content-Type", "image/png")

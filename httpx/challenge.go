@@ -40,7 +40,7 @@ func NewChallengeResponse(ch mfa.Challenge, now time.Time) ChallengeResponse {
 // host's token endpoint calls it after checking the password when
 // mfa.Service.StartChallenge returned a status other than ChallengeNone.
 func (h *Handlers) WriteChallenge(w http.ResponseWriter, ch mfa.Challenge) {
-	writeJSON(w, http.StatusOK, NewChallengeResponse(ch, h.cfg.Now()))
+	writeJSON(w, http.StatusOK, NewChallengeResponse(ch, h.now()))
 }
 
 // StateTokenGrant completes the second step of a sign-in from a token

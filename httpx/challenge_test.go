@@ -48,7 +48,7 @@ func TestStateTokenGrant(t *testing.T) {
 	e := newEnv(t, nil)
 	h := e.handlers(httpx.Config{})
 	uri := e.enrollQR("alice-token")
-	e.advance(30 * time.Second)
+	e.advance(24 * time.Hour) // the answer's lifetimes are counted on the Service's clock
 	ctx := context.Background()
 	ch, err := e.svc.StartChallenge(ctx, "alice@example.com", "alice@example.com")
 	if err != nil {
@@ -60,7 +60,7 @@ func TestStateTokenGrant(t *testing.T) {
 	var answer httpx.ChallengeResponse
 	json.Unmarshal(rec.Body.Bytes(), &answer)
 	if rec.Header().Get("Cache-Control") != "no-store" || answer.StateToken.Status != "VERIFY" ||
-		answer.StateToken.MfaType != mfa.Authenticator || answer.StateToken.Token != ch.Token || answer.ExpiresIn <= 0 {
+		answer.StateToken.MfaType != mfa.Authenticator || answer.StateToken.Token != ch.Token || answer.ExpiresIn != 600 || answer.StateToken.ExpiresIn != "600" {
 		t.Fatalf("challenge answer %s", rec.Body)
 	}
 
@@ -88,6 +88,9 @@ func TestStepUp(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	e.enrollQR("alice-token")
+	// The handlers read the Service's clock, here a day ahead of the wall
+	// clock: alice-mfa passed MFA just now by that clock.
+	e.advance(24 * time.Hour)
 	// A second factor needs a recent MFA; the first did not.
 	r := e.do(request{method: "PUT", path: enrollEmail, token: "alice-token"})
 	expect(t, r, 401, "mfa_required")

@@ -121,10 +121,12 @@ var problemKinds = []problemKind{
 // internalDetail is the whole detail of a 500: it never says more.
 const internalDetail = "the server could not complete the request"
 
+// lockedRetryAfter is the lockout's time left, which the Service measured
+// by its clock when it made the error: ProblemFor reads no clock.
 func lockedRetryAfter(err error) time.Duration {
 	var locked *mfa.LockedError
 	if errors.As(err, &locked) {
-		return time.Until(locked.Until)
+		return locked.RetryAfter
 	}
 	return 0
 }

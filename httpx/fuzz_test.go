@@ -42,7 +42,7 @@ func newFuzzKit(f *testing.F) *fuzzKit {
 	if err := svc.BeginEmail(ctx, "alice@example.com", "alice@example.com"); err != nil {
 		f.Fatal(err)
 	}
-	api := httpx.New(svc, newAuthz(clock), httpx.Config{Logger: slog.New(slog.DiscardHandler), Now: clock})
+	api := httpx.New(svc, newAuthz(clock), httpx.Config{Logger: slog.New(slog.DiscardHandler)})
 	return &fuzzKit{api: api, h: api.Handler(), store: store}
 }
 

@@ -29,8 +29,6 @@ type Config struct {
 	// StepUpMaxAge is how recent a session's MFA must be to add a second
 	// factor or regenerate recovery codes (S17). Default 10 minutes.
 	StepUpMaxAge time.Duration
-	// Now is the clock for step-up checks. Default time.Now.
-	Now func() time.Time
 }
 
 // Handlers serves the MFA setup API of one mfa.Service. Each method returns
@@ -40,9 +38,14 @@ type Handlers struct {
 	svc  *mfa.Service
 	auth *Auth
 	cfg  Config
+	// now is the Service's clock (mfa.Config.Now): step-up checks, the
+	// lifetimes in answers and Retry-After all read it, and nothing else.
+	now func() time.Time
 }
 
 // New returns the Handlers of svc, authenticating callers with authz.
+// The handlers tell time by svc's clock (mfa.Config.Now), the one clock of
+// the kit.
 func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4096
@@ -56,10 +59,11 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 	if cfg.StepUpMaxAge <= 0 {
 		cfg.StepUpMaxAge = 10 * time.Minute
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	now := time.Now // only without a Service, where nothing is served
+	if svc != nil {
+		now = svc.Config().Now
 	}
-	h := &Handlers{svc: svc, cfg: cfg}
+	h := &Handlers{svc: svc, cfg: cfg, now: now}
 	if cfg.ErrorHandler == nil {
 		cfg.ErrorHandler = DefaultErrorHandler
 	}
@@ -69,7 +73,7 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 		}
 		cfg.ErrorHandler(w, r, err)
 	}
-	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies, now: cfg.Now}
+	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies, now: now}
 	return h
 }
 
@@ -163,7 +167,7 @@ func requireQuery(r *http.Request, want mfa.Factor) error {
 // holds a verified factor adds another one (S17's step-up rule): a stolen
 // password-only session must not be able to add the thief's factor.
 func (h *Handlers) stepUpForSecondFactor(r *http.Request, u User, adding mfa.Factor) error {
-	if recentMFA(u, h.cfg.StepUpMaxAge, h.cfg.Now()) {
+	if recentMFA(u, h.cfg.StepUpMaxAge, h.now()) {
 		return nil
 	}
 	st, err := h.svc.Status(r.Context(), u.Username)

@@ -124,9 +124,9 @@ func newEnv(t *testing.T, store storage.Store) *env {
 	return e
 }
 
-// handlers returns the API of e's Service, with e's Authorizer and clock.
+// handlers returns the API of e's Service (and so of e's clock), with
+// e's Authorizer.
 func (e *env) handlers(cfg httpx.Config) *httpx.Handlers {
-	cfg.Now = e.clock
 	return httpx.New(e.svc, e.authz, cfg)
 }
 
@@ -426,21 +426,28 @@ func TestEmailJourney(t *testing.T) {
 	expect(t, e.do(request{method: "PUT", path: verifyEmail, token: "bob-token", body: verifyBody("EMAIL", code)}), 400, "code_expired")
 }
 
+// TestLockoutOverHTTP also shows that Retry-After is counted on the
+// Service's clock, which here runs a day ahead of the wall clock.
 func TestLockoutOverHTTP(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	uri := e.enrollQR("alice-token")
-	e.advance(30 * time.Second)
+	e.advance(24 * time.Hour)
 	wrong := e.wrongCode(uri)
 	for range 4 {
 		expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", wrong)}), 400, "invalid_code")
 	}
 	r := e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", wrong)})
 	expect(t, r, 429, "locked")
-	if r.header.Get("Retry-After") == "" {
-		t.Fatal("locked answer without Retry-After")
+	if got := r.header.Get("Retry-After"); got != "60" {
+		t.Fatalf("Retry-After = %q, want the first lockout, 60", got)
 	}
-	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))}), 429, "locked")
+	e.advance(45 * time.Second)
+	r = e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))})
+	expect(t, r, 429, "locked")
+	if got := r.header.Get("Retry-After"); got != "15" {
+		t.Fatalf("Retry-After = %q, want the 15 s left", got)
+	}
 }
 
 func TestErrors(t *testing.T) {

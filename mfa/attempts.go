@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/mfakit/mfakit/storage"
 )
@@ -11,8 +12,9 @@ import (
 // S22): it returns a *LockedError while the factor is locked, and otherwise
 // the state after the reservation, for failed.
 func (s *Service) reserve(ctx context.Context, user string, f Factor) (storage.Attempts, error) {
-	a, err := s.store.ReserveAttempt(ctx, user, f, s.cfg.Now(), s.lock)
-	return a, s.reserveErr(ctx, a, err)
+	now := s.cfg.Now()
+	a, err := s.store.ReserveAttempt(ctx, user, f, now, s.lock)
+	return a, s.reserveErr(ctx, a, now, err)
 }
 
 // reserveFactor reserves a check of (user, f) and reads its enrollment, in
@@ -20,11 +22,12 @@ func (s *Service) reserve(ctx context.Context, user string, f Factor) (storage.A
 // enrollment is storage.ErrNotFound, with the check still reserved.
 func (s *Service) reserveFactor(ctx context.Context, user string, f Factor) (storage.Enrollment, storage.Attempts, error) {
 	if r, ok := s.store.(storage.ReservingReader); ok {
-		e, a, err := r.ReserveFactor(ctx, user, f, s.cfg.Now(), s.lock)
+		now := s.cfg.Now()
+		e, a, err := r.ReserveFactor(ctx, user, f, now, s.lock)
 		if errors.Is(err, storage.ErrNotFound) {
 			return e, a, err
 		}
-		return e, a, s.reserveErr(ctx, a, err)
+		return e, a, s.reserveErr(ctx, a, now, err)
 	}
 	a, err := s.reserve(ctx, user, f)
 	if err != nil {
@@ -37,12 +40,14 @@ func (s *Service) reserveFactor(ctx context.Context, user string, f Factor) (sto
 	return e, a, err
 }
 
-func (s *Service) reserveErr(ctx context.Context, a storage.Attempts, err error) error {
+// reserveErr turns the error of a reservation made at now into the
+// Service's: a *LockedError for a locked factor, else an internal error.
+func (s *Service) reserveErr(ctx context.Context, a storage.Attempts, now time.Time, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, storage.ErrLocked):
-		return &LockedError{Until: a.LockedUntil}
+		return newLockedError(a.LockedUntil, now)
 	}
 	return s.internal(ctx, "reserve check", err)
 }
@@ -53,11 +58,12 @@ func (s *Service) reserveErr(ctx context.Context, a storage.Attempts, err error)
 func (s *Service) failed(ctx context.Context, user string, f Factor, a storage.Attempts, cause error) error {
 	reason := codeOf(cause)
 	s.emit(ctx, EventFailure, user, f, reason)
-	if a.Failures < s.cfg.MaxFailures || !s.cfg.Now().Before(a.LockedUntil) {
+	now := s.cfg.Now()
+	if a.Failures < s.cfg.MaxFailures || !now.Before(a.LockedUntil) {
 		return cause
 	}
 	s.emit(ctx, EventLockout, user, f, reason)
-	return &LockedError{Until: a.LockedUntil}
+	return newLockedError(a.LockedUntil, now)
 }
 
 // succeeded ends the count of (user, f) after a right code (S8: a success

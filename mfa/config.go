@@ -126,7 +126,9 @@ type Config struct {
 	// a store written by an older version. Default false.
 	AcceptUnboundSecrets bool
 
-	// Now is the clock. Default time.Now.
+	// Now is the kit's one clock: the Service reads it, and so do the
+	// httpx handlers built on it (step-up checks, lifetimes in answers,
+	// Retry-After). Default time.Now.
 	Now func() time.Time
 	// Logger receives operational errors (never secrets or codes).
 	// Default slog.Default().

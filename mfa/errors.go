@@ -50,6 +50,14 @@ var (
 type LockedError struct {
 	// Until is when the lockout ends.
 	Until time.Time
+	// RetryAfter is how long the lockout had left when the error was made,
+	// by the Service's clock (Config.Now): Until less that moment. The
+	// HTTP layer sends it as Retry-After, so no other clock is read.
+	RetryAfter time.Duration
+}
+
+func newLockedError(until, now time.Time) *LockedError {
+	return &LockedError{Until: until, RetryAfter: max(0, until.Sub(now))}
 }
 
 // ErrLocked is matched by every *LockedError.
