@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -24,7 +25,9 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// ErrorHandler writes error answers. Default DefaultErrorHandler.
 	ErrorHandler ErrorHandler
-	// Logger receives internal errors. Default slog.Default().
+	// Logger receives the server errors that do not come from the
+	// mfa.Service, such as a failing Authorizer; the Service logs its own
+	// through mfa.Config.Logger. Default slog.Default().
 	Logger *slog.Logger
 	// StepUpMaxAge is how recent a session's MFA must be to add a second
 	// factor or regenerate recovery codes (S17). Default 10 minutes.
@@ -68,13 +71,22 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 		cfg.ErrorHandler = DefaultErrorHandler
 	}
 	h.cfg.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-		if p := ProblemFor(err); p.Status >= 500 {
+		if p := ProblemFor(err); p.Status >= 500 && !loggedByService(err) {
 			cfg.Logger.ErrorContext(r.Context(), "mfakit: request failed", "path", r.URL.Path, "err", err)
 		}
 		cfg.ErrorHandler(w, r, err)
 	}
 	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies, now: now}
 	return h
+}
+
+// loggedByService reports whether the mfa.Service has logged err already:
+// it logs each Store, Mailer or key failure (mfa.ErrInternal) and each
+// undelivered email (mfa.ErrMailUnavailable) once, with the operation.
+// The handlers log the other server errors (an Authorizer or a Directory
+// that failed, say), so every failure makes one log line.
+func loggedByService(err error) bool {
+	return errors.Is(err, mfa.ErrInternal) || errors.Is(err, mfa.ErrMailUnavailable)
 }
 
 // Auth returns the authentication checks the handlers use, for hosts that

@@ -106,20 +106,28 @@ func (e *env) advance(d time.Duration) {
 	e.now = e.now.Add(d)
 }
 
+// newEnv serves the API of a Service of its own over store (a fresh
+// memstore when nil), with quiet logs.
 func newEnv(t *testing.T, store storage.Store) *env {
+	t.Helper()
+	return newLoggedEnv(t, store, slog.New(slog.DiscardHandler))
+}
+
+// newLoggedEnv is newEnv with logger as the Service's and the handlers'
+// Logger.
+func newLoggedEnv(t *testing.T, store storage.Store, logger *slog.Logger) *env {
 	t.Helper()
 	if store == nil {
 		store = memstore.New()
 	}
 	e := &env{t: t, mail: &mailertest.Recorder{}, store: store, now: time.Now().Truncate(30 * time.Second).Add(5 * time.Second)}
-	svc, err := mfa.New(store, e.mail, mfa.NewRandomKeyring(), mfa.Config{Issuer: "Acme", Now: e.clock,
-		Logger: slog.New(slog.DiscardHandler)})
+	svc, err := mfa.New(store, e.mail, mfa.NewRandomKeyring(), mfa.Config{Issuer: "Acme", Now: e.clock, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.svc = svc
 	e.authz = newAuthz(e.clock)
-	e.srv = httptest.NewServer(e.handlers(httpx.Config{Logger: slog.New(slog.DiscardHandler)}).Handler())
+	e.srv = httptest.NewServer(e.handlers(httpx.Config{Logger: logger}).Handler())
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -539,6 +547,41 @@ func TestInternalErrorIsQuiet(t *testing.T) {
 	expect(t, r, 500, "internal_error")
 	if strings.Contains(string(r.body), "10.0.0.5") || strings.Contains(string(r.body), "db:") {
 		t.Fatalf("internal error leaked: %s", r.body)
+	}
+}
+
+// TestInternalErrorLoggedOnce: one log line per failure. The Service logs
+// its own (a Store or Mailer failure, with the operation), and the
+// handlers do not log it again; they log a failure that did not come from
+// the Service, such as an Authorizer that is down.
+func TestInternalErrorLoggedOnce(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		store  storage.Store
+		req    request
+		mail   error
+		status int
+		want   string // in the one line
+	}{
+		{"store", failingStore{memstore.New()}, request{method: "GET", path: detailsPath, token: "alice-token"}, nil, 500, `"op":"status"`},
+		{"mailer", nil, request{method: "PUT", path: enrollEmail, token: "bob-token"}, errors.New("smtp: 421"), 503, "email not delivered"},
+		{"authorizer", nil, request{method: "GET", path: detailsPath, token: "broken"}, nil, 500, "identity backend down"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			e := newLoggedEnv(t, c.store, slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, nil)))
+			e.mail.SetErr(c.mail)
+			expect(t, e.do(c.req), c.status, "")
+			mu.Lock()
+			defer mu.Unlock()
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+				t.Fatalf("%d log lines, want 1 with %s:\n%s", len(lines), c.want, logs.String())
+			}
+		})
 	}
 }
 
