@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,7 +117,7 @@ func (a *Auth) RequireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := a.CheckUser(r)
 		if err != nil {
-			a.unauthorized(w, r, err)
+			a.refuse(w, r, err, schemeBearer)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), u)))
@@ -142,11 +143,40 @@ func (a *Auth) RequireRole(role string) func(http.Handler) http.Handler {
 	}
 }
 
-func (a *Auth) unauthorized(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, ErrUnauthorized) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mfakit"`)
+// The authentication schemes a route accepts, for refuse.
+const (
+	schemeBearer = "Bearer"
+	schemeBasic  = "Basic"
+)
+
+// refuse answers a request whose credentials did not pass, with err, and
+// is the one place that writes WWW-Authenticate: for missing or wrong
+// credentials (ErrUnauthorized) a challenge for each of the route's
+// schemes, for a missing step-up (ErrMFARequired) the RFC 9470 Bearer
+// challenge with the max age, and for any other error (a failing
+// Authorizer, say) none.
+func (a *Auth) refuse(w http.ResponseWriter, r *http.Request, err error, schemes ...string) {
+	if v := wwwAuthenticate(err, schemes); v != "" {
+		w.Header().Set("WWW-Authenticate", v)
 	}
 	a.onError(w, r, err)
+}
+
+// wwwAuthenticate is the WWW-Authenticate value refuse sets, or "".
+func wwwAuthenticate(err error, schemes []string) string {
+	if stepUp, ok := errors.AsType[*mfaRequiredError](err); ok {
+		return `Bearer realm="mfakit", error="insufficient_user_authentication", ` +
+			`error_description="a recent multi-factor authentication is required", max_age=` +
+			strconv.Itoa(int(stepUp.maxAge/time.Second))
+	}
+	if !errors.Is(err, ErrUnauthorized) {
+		return ""
+	}
+	challenges := make([]string, len(schemes))
+	for i, s := range schemes {
+		challenges[i] = s + ` realm="mfakit"`
+	}
+	return strings.Join(challenges, ", ")
 }
 
 // ClientIP returns the client address of r: the connection's peer, or,

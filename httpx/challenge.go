@@ -2,7 +2,6 @@ package httpx
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -83,10 +82,7 @@ type switchRequest struct {
 func (h *Handlers) SwitchChallenge() http.Handler {
 	return h.endpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request) {
 		if _, err := h.auth.CheckClient(r); err != nil {
-			if errors.Is(err, ErrUnauthorized) {
-				w.Header().Set("WWW-Authenticate", `Basic realm="mfakit"`)
-			}
-			h.fail(w, r, err)
+			h.auth.refuse(w, r, err, schemeBasic)
 			return
 		}
 		r = h.withInfo(r, User{})

@@ -23,7 +23,7 @@ func (h *Handlers) EnrollEmail() http.Handler {
 			return
 		}
 		if err := h.stepUpForSecondFactor(r, u, mfa.Email); err != nil {
-			h.auth.stepUp(w, r, err)
+			h.auth.refuse(w, r, err, schemeBearer)
 			return
 		}
 		if err := h.svc.BeginEmail(r.Context(), u.Username, u.Email); err != nil {

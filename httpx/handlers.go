@@ -149,7 +149,7 @@ func (h *Handlers) userEndpoint(method string, fn func(w http.ResponseWriter, r 
 	return h.endpoint(method, func(w http.ResponseWriter, r *http.Request) {
 		u, err := h.auth.CheckUser(r)
 		if err != nil {
-			h.auth.unauthorized(w, r, err)
+			h.auth.refuse(w, r, err, schemeBearer)
 			return
 		}
 		fn(w, h.withInfo(r, u), u)

@@ -31,7 +31,7 @@ func (h *Handlers) RecoveryCodes() http.Handler {
 			return
 		}
 		if err := h.auth.CheckMFA(r, h.cfg.StepUpMaxAge); err != nil {
-			h.auth.stepUp(w, r, err)
+			h.auth.refuse(w, r, err, schemeBearer)
 			return
 		}
 		codes, err := h.svc.GenerateRecoveryCodes(r.Context(), u.Username)

@@ -1,7 +1,6 @@
 package httpx
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/mfakit/mfakit/mfa"
@@ -37,17 +36,14 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 		if _, ok := bearerToken(r); ok {
 			u, err := h.auth.CheckUser(r)
 			if err != nil {
-				h.auth.unauthorized(w, r, err)
+				h.auth.refuse(w, r, err, schemeBearer)
 				return
 			}
 			user = u.Username
 			r = h.withInfo(r, u)
 		} else {
 			if _, err := h.auth.CheckClient(r); err != nil {
-				if errors.Is(err, ErrUnauthorized) {
-					w.Header().Set("WWW-Authenticate", `Basic realm="mfakit", Bearer realm="mfakit"`)
-				}
-				h.fail(w, r, err)
+				h.auth.refuse(w, r, err, schemeBasic, schemeBearer)
 				return
 			}
 			r = h.withInfo(r, User{})

@@ -131,6 +131,53 @@ func TestAttackMatrix(t *testing.T) {
 	}
 }
 
+// TestWWWAuthenticate: each refusal names the schemes its route takes,
+// and a missing step-up gets the RFC 9470 challenge; a failing Authorizer
+// gets none (it is not the caller's credentials that failed).
+func TestWWWAuthenticate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.enrollQR("alice-token")
+	const stepUp = `Bearer realm="mfakit", error="insufficient_user_authentication", ` +
+		`error_description="a recent multi-factor authentication is required", max_age=600`
+	client := [2]string{"demo-client", "wrong"}
+	for _, c := range []struct {
+		name string
+		req  request
+		want string
+	}{
+		{"user route", request{method: "GET", path: detailsPath}, `Bearer realm="mfakit"`},
+		{"user route, expired token", request{method: "GET", path: detailsPath, token: "expired-token"}, `Bearer realm="mfakit"`},
+		{"user route, failing Authorizer", request{method: "GET", path: detailsPath, token: "broken"}, ""},
+		{"self reset, bad token", request{method: "POST", path: resetMyPath, token: "forged", body: "{}"}, `Bearer realm="mfakit"`},
+		{"self reset, bad client", request{method: "POST", path: resetMyPath, basic: client, body: "{}"}, `Basic realm="mfakit", Bearer realm="mfakit"`},
+		{"self reset, nothing", request{method: "POST", path: resetMyPath, body: "{}"}, `Basic realm="mfakit", Bearer realm="mfakit"`},
+		{"switch, bad client", request{method: "PUT", path: "/oauth/users/mfa/challenge?mfatype=EMAIL", basic: client, body: "{}"}, `Basic realm="mfakit"`},
+		{"step-up", request{method: "PUT", path: enrollEmail, token: "alice-token"}, stepUp},
+		{"step-up, recovery codes", request{method: "POST", path: "/oauth/users/mfa/recoveryCodes", token: "alice-stale"}, stepUp},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.do(c.req)
+			if got := r.header.Get("WWW-Authenticate"); got != c.want {
+				t.Fatalf("WWW-Authenticate = %q, want %q (status %d)", got, c.want, r.status)
+			}
+		})
+	}
+	// RequireMFA on a host route.
+	h := e.handlers(httpx.Config{}).Auth().RequireMFA(time.Minute)(http.NotFoundHandler())
+	for token, want := range map[string]string{"": `Bearer realm="mfakit"`, "alice-stale": strings.Replace(stepUp, "600", "60", 1)} {
+		req := httptest.NewRequest("GET", "/", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if got := rec.Header().Get("WWW-Authenticate"); got != want {
+			t.Errorf("RequireMFA with %q: WWW-Authenticate = %q, want %q", token, got, want)
+		}
+	}
+}
+
 // TestPathTricks: dot segments, encoded slashes, unicode and overlong
 // usernames in the admin path never reach another user or crash.
 func TestPathTricks(t *testing.T) {

@@ -3,7 +3,6 @@ package httpx
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -54,27 +53,16 @@ func (a *Auth) RequireMFA(maxAge time.Duration) func(http.Handler) http.Handler 
 			if !ok {
 				var err error
 				if u, err = a.CheckUser(r); err != nil {
-					a.unauthorized(w, r, err)
+					a.refuse(w, r, err, schemeBearer)
 					return
 				}
 				r = r.WithContext(WithUser(r.Context(), u))
 			}
 			if err := a.CheckMFA(r, maxAge); err != nil {
-				a.stepUp(w, r, err)
+				a.refuse(w, r, err, schemeBearer)
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// stepUp answers a missing step-up as RFC 9470 describes.
-func (a *Auth) stepUp(w http.ResponseWriter, r *http.Request, err error) {
-	var e *mfaRequiredError
-	if errors.As(err, &e) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mfakit", error="insufficient_user_authentication", `+
-			`error_description="a recent multi-factor authentication is required", max_age=`+
-			strconv.Itoa(int(e.maxAge/time.Second)))
-	}
-	a.onError(w, r, err)
 }
