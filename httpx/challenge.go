@@ -1,7 +1,6 @@
 package httpx
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -78,7 +77,10 @@ type switchRequest struct {
 // with Basic client credentials and {"stateToken":"..."} it trades a
 // sign-in's state token for an EMAIL challenge (sending the code), for a
 // user who cannot use their authenticator. The answer is the state_token
-// object of the login flow; the old token stops working.
+// object of the login flow; the old token stops working. The code goes to
+// the address the Service's mfa.Config.Directory gives for the token's
+// user, asked only after the token proved to be live (S26); without a
+// Directory the answer is 409 no_email.
 func (h *Handlers) SwitchChallenge() http.Handler {
 	return h.endpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request) {
 		if _, err := h.auth.CheckClient(r); err != nil {
@@ -95,35 +97,11 @@ func (h *Handlers) SwitchChallenge() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		ch, err := h.svc.SwitchChallenge(r.Context(), req.StateToken, mfa.Email, h.emailOf)
+		ch, err := h.svc.SwitchChallenge(r.Context(), req.StateToken, mfa.Email, h.addressOf)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
 		h.WriteChallenge(w, ch)
 	})
-}
-
-// emailOf asks the Authorizer for user's address, when it can tell (the
-// optional UserLookup interface). SwitchChallenge calls it only after the
-// state token proved to be live (S26).
-func (h *Handlers) emailOf(ctx context.Context, user string) (string, error) {
-	lookup, ok := h.auth.authz.(UserLookup)
-	if !ok {
-		return "", mfa.ErrNoEmail
-	}
-	u, err := lookup.LookupUser(ctx, user)
-	if err != nil {
-		return "", err
-	}
-	return u.Email, nil
-}
-
-// UserLookup is an optional Authorizer capability: finding a user by name,
-// for flows where the caller holds no user token (sending the email code
-// of a switched sign-in challenge).
-type UserLookup interface {
-	// LookupUser returns the user named username, or an error wrapping
-	// ErrUnauthorized when there is none.
-	LookupUser(ctx context.Context, username string) (User, error)
 }

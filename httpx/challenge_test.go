@@ -172,20 +172,60 @@ func TestRecoveryCodeEndpoints(t *testing.T) {
 	expect(t, e.do(request{method: "POST", path: resetMyPath, token: "alice-token", body: `{"mfatype":"EMAIL","totp":"123456"}`}), 400, "invalid_request")
 }
 
+// directory is a test mfa.Directory.
+type directory map[string]string
+
+func (d directory) EmailOf(_ context.Context, user string) (string, error) { return d[user], nil }
+
+// TestSwitchChallenge: the switched sign-in's code goes to the address the
+// Service's Directory gives; without a Directory the switch is refused
+// with no_email, and the old state token stays good.
 func TestSwitchChallenge(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	ctx := context.Background()
-	e.enrollQR("alice-token")
-	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-mfa"}), 200, "")
-	expect(t, e.do(request{method: "PUT", path: verifyEmail, token: "alice-mfa", body: verifyBody("EMAIL", e.mail.LastCode("alice@example.com"))}), 200, "")
-	ch, _ := e.svc.StartChallenge(ctx, "alice@example.com", "alice@example.com")
-	client := [2]string{"demo-client", "demo-secret"}
-	body := `{"stateToken":"` + ch.Token + `"}`
 	const path = "/oauth/users/mfa/challenge?mfatype=EMAIL"
-	expect(t, e.do(request{method: "PUT", path: path, body: body}), 401, "unauthorized")
-	// The test Authorizer cannot look users up: no address to send to.
-	expect(t, e.do(request{method: "PUT", path: path, basic: client, body: body}), 409, "no_email")
+	client := [2]string{"demo-client", "demo-secret"}
+	// start enrolls alice's authenticator and email and starts a sign-in,
+	// which asks for the authenticator.
+	start := func(t *testing.T, e *env) mfa.Challenge {
+		e.enrollQR("alice-token")
+		expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-mfa"}), 200, "")
+		expect(t, e.do(request{method: "PUT", path: verifyEmail, token: "alice-mfa", body: verifyBody("EMAIL", e.mail.LastCode("alice@example.com"))}), 200, "")
+		e.advance(2 * time.Minute) // past the resend interval
+		ch, err := e.svc.StartChallenge(context.Background(), "alice@example.com", "")
+		if err != nil || ch.Factor != mfa.Authenticator {
+			t.Fatalf("challenge %+v, %v", ch, err)
+		}
+		return ch
+	}
+	t.Run("without a Directory", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil)
+		ch := start(t, e)
+		body := `{"stateToken":"` + ch.Token + `"}`
+		expect(t, e.do(request{method: "PUT", path: path, body: body}), 401, "unauthorized")
+		expect(t, e.do(request{method: "PUT", path: path, basic: client, body: body}), 409, "no_email")
+		// Refused, so the old token still switches once there is an address.
+		if _, err := e.svc.SwitchChallenge(context.Background(), ch.Token, mfa.Email, directory{"alice@example.com": "a@x.example"}.EmailOf); err != nil {
+			t.Fatalf("the old token after a refused switch: %v", err)
+		}
+	})
+	t.Run("with a Directory", func(t *testing.T) {
+		t.Parallel()
+		e := newEnvWith(t, nil, mfa.Config{Directory: directory{"alice@example.com": "alice@home.example"}})
+		ch := start(t, e)
+		r := e.do(request{method: "PUT", path: path, basic: client, body: `{"stateToken":"` + ch.Token + `"}`})
+		expect(t, r, 200, "")
+		var sw httpx.ChallengeResponse
+		if err := json.Unmarshal(r.body, &sw); err != nil || sw.StateToken.MfaType != mfa.Email || sw.StateToken.Token == "" {
+			t.Fatalf("switch answer %s", r.body)
+		}
+		code := e.mail.LastCode("alice@home.example")
+		if code == "" {
+			t.Fatal("no code mailed to the Directory's address")
+		}
+		form := url.Values{"grant_type": {"state_token"}, "state_token": {sw.StateToken.Token}, "totp": {code}}
+		expect(t, e.grant(t, e.handlers(httpx.Config{}), form), 200, "")
+	})
 }
 
 func TestVerifyEndpoint(t *testing.T) {

@@ -44,11 +44,15 @@ type Handlers struct {
 	// now is the Service's clock (mfa.Config.Now): step-up checks, the
 	// lifetimes in answers and Retry-After all read it, and nothing else.
 	now func() time.Time
+	// addressOf finds where the code of a switched sign-in goes: the
+	// Service's Directory (mfa.Config.Directory), or nil without one.
+	addressOf mfa.AddressFunc
 }
 
 // New returns the Handlers of svc, authenticating callers with authz.
 // The handlers tell time by svc's clock (mfa.Config.Now), the one clock of
-// the kit.
+// the kit, and look email addresses up in its Directory
+// (mfa.Config.Directory).
 func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4096
@@ -62,11 +66,14 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 	if cfg.StepUpMaxAge <= 0 {
 		cfg.StepUpMaxAge = 10 * time.Minute
 	}
-	now := time.Now // only without a Service, where nothing is served
+	h := &Handlers{svc: svc, cfg: cfg, now: time.Now} // time.Now only without a Service, where nothing is served
 	if svc != nil {
-		now = svc.Config().Now
+		svcCfg := svc.Config()
+		h.now = svcCfg.Now
+		if svcCfg.Directory != nil {
+			h.addressOf = svcCfg.Directory.EmailOf
+		}
 	}
-	h := &Handlers{svc: svc, cfg: cfg, now: now}
 	if cfg.ErrorHandler == nil {
 		cfg.ErrorHandler = DefaultErrorHandler
 	}
@@ -76,7 +83,7 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 		}
 		cfg.ErrorHandler(w, r, err)
 	}
-	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies, now: now}
+	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies, now: h.now}
 	return h
 }
 

@@ -110,24 +110,29 @@ func (e *env) advance(d time.Duration) {
 // memstore when nil), with quiet logs.
 func newEnv(t *testing.T, store storage.Store) *env {
 	t.Helper()
-	return newLoggedEnv(t, store, slog.New(slog.DiscardHandler))
+	return newEnvWith(t, store, mfa.Config{})
 }
 
-// newLoggedEnv is newEnv with logger as the Service's and the handlers'
-// Logger.
-func newLoggedEnv(t *testing.T, store storage.Store, logger *slog.Logger) *env {
+// newEnvWith is newEnv with the Service configured by cfg, whose Issuer
+// is set to Acme and Now to e's clock; cfg.Logger (quiet when nil) is the
+// handlers' Logger too.
+func newEnvWith(t *testing.T, store storage.Store, cfg mfa.Config) *env {
 	t.Helper()
 	if store == nil {
 		store = memstore.New()
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	e := &env{t: t, mail: &mailertest.Recorder{}, store: store, now: time.Now().Truncate(30 * time.Second).Add(5 * time.Second)}
-	svc, err := mfa.New(store, e.mail, mfa.NewRandomKeyring(), mfa.Config{Issuer: "Acme", Now: e.clock, Logger: logger})
+	cfg.Issuer, cfg.Now = "Acme", e.clock
+	svc, err := mfa.New(store, e.mail, mfa.NewRandomKeyring(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.svc = svc
 	e.authz = newAuthz(e.clock)
-	e.srv = httptest.NewServer(e.handlers(httpx.Config{Logger: logger}).Handler())
+	e.srv = httptest.NewServer(e.handlers(httpx.Config{Logger: cfg.Logger}).Handler())
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -572,7 +577,7 @@ func TestInternalErrorLoggedOnce(t *testing.T) {
 			t.Parallel()
 			var logs bytes.Buffer
 			var mu sync.Mutex
-			e := newLoggedEnv(t, c.store, slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, nil)))
+			e := newEnvWith(t, c.store, mfa.Config{Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, nil))})
 			e.mail.SetErr(c.mail)
 			expect(t, e.do(c.req), c.status, "")
 			mu.Lock()

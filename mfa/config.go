@@ -104,10 +104,12 @@ type Config struct {
 	// RequestInfo.Locale of the request; CodeTemplate and NoticeTemplate
 	// serve every other locale. Default none.
 	CodeTemplates, NoticeTemplates map[string]*mailer.Template
-	// Directory finds a user's email address for change notices when the
-	// request does not carry it (an admin reset, say). Default none: such
-	// notices go to the address in the request context, or are skipped
-	// with a warning in the log.
+	// Directory finds a user's email address where the request does not
+	// carry it: for change notices (an admin reset, say), and for the code
+	// of a sign-in switched to EMAIL through httpx (Handlers.SwitchChallenge),
+	// the one way the kit looks addresses up. Default none: such notices go
+	// to the address in the request context, or are skipped with a warning
+	// in the log, and httpx refuses the switch with no_email.
 	Directory Directory
 	// ReportTo is whom a change notice tells the user to contact about a
 	// change they did not make. Default "your administrator".

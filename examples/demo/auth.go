@@ -163,21 +163,13 @@ func (u demoUser) httpxUser() httpx.User {
 	return httpx.User{Username: u.name, Email: email, Roles: u.roles}
 }
 
-// LookupUser implements httpx.UserLookup.
-func (id *identity) LookupUser(_ context.Context, name string) (httpx.User, error) {
-	u, ok := id.users[name]
-	if !ok {
-		return httpx.User{}, httpx.ErrUnauthorized
-	}
-	return u.httpxUser(), nil
-}
-
 // email returns the address of a known user.
 func (id *identity) email(name string) string {
 	return id.users[name].httpxUser().Email
 }
 
-// EmailOf implements mfa.Directory, for change notices after admin resets.
+// EmailOf implements mfa.Directory: where change notices after admin
+// resets go, and the code of a sign-in switched to EMAIL.
 func (id *identity) EmailOf(_ context.Context, name string) (string, error) {
 	return id.email(name), nil
 }
