@@ -23,6 +23,7 @@ const (
 	EventRecoveryGenerated EventType = "recovery_generated" // a new set of recovery codes replaced the old
 	EventRecoveryUsed      EventType = "recovery_used"      // a recovery code was spent
 	EventSessionsEnded     EventType = "sessions_ended"     // a reset closed every way back: recovery codes removed, Config.EndSessions called (S24)
+	EventUserForgotten     EventType = "user_forgotten"     // every record of the user was removed (account deletion), Config.EndSessions called
 )
 
 // Event is one audit record. It never holds a secret, a code or a token.

@@ -238,15 +238,46 @@ type AttemptStore interface {
 //
 // What a Store must do is what the security rules rest on: replay
 // protection (AcceptStep), single-use codes (ConsumeCode), bounded guesses
-// (ReserveAttempt), throttled sends (ReserveSend) and recovery codes
-// (RecoveryStore). The optional interfaces below (ReservingReader,
-// Resealer, SendReleaser, Cleaner) only save round trips or tidy up; the
-// kit works without each of them.
+// (ReserveAttempt), throttled sends (ReserveSend), recovery codes
+// (RecoveryStore) and erasure (Eraser). The optional interfaces below
+// (ReservingReader, Resealer, SendReleaser, Cleaner) only save round
+// trips or tidy up; the kit works without each of them.
 type Store interface {
 	EnrollmentStore
 	CodeStore
 	AttemptStore
 	RecoveryStore
+	Eraser
+}
+
+// Eraser forgets a user, for account deletion (erasure): without it a new
+// account that reuses a deleted one's name would inherit its enrollments.
+// It is part of every Store.
+type Eraser interface {
+	// ForgetUser removes every record the Store keeps for user: each
+	// enrollment (pending or verified), each one-time code whatever its
+	// purpose, the failure state of every factor (Recovery included) and
+	// the recovery code set; and the send-throttle state of each key in
+	// sendKeys. Send keys are opaque to the Store, so the caller names the
+	// ones it uses for user (nil for none). Records of other users and
+	// other keys are untouched. Idempotent: forgetting a user the Store
+	// does not know, or forgetting twice, is a no-op with a nil error.
+	//
+	// After a nil return every read answers as for a user never seen:
+	// Enrollments empty, Enrollment, ConsumeCode and UseRecoveryCode
+	// ErrNotFound, Attempts zero, RecoveryCodesLeft 0, and ReserveSend of
+	// a key in sendKeys judged as that key's first send.
+	//
+	// It is not a lock on the user: a write for user that lands after it
+	// (a concurrent BeginEnrollment, PutCode, ReserveAttempt or
+	// ReserveSend still in flight) survives. Callers stop the user's
+	// requests first (the host disables the account, so no sign-in starts)
+	// and may call it again. Backends remove the records in one
+	// transaction or script where they can, so a concurrent reader sees
+	// the user either whole or gone; each backend documents what a reader
+	// may see otherwise. An error may leave part of the records removed;
+	// calling again finishes the job.
+	ForgetUser(ctx context.Context, user string, sendKeys []string) error
 }
 
 // RecoveryStore keeps each user's recovery codes as a set of keyed hashes.

@@ -5,25 +5,18 @@ import (
 	"crypto/rand"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/mfakit/mfakit/storage"
 )
 
-// PutCode implements storage.CodeStore: the code and its TTL are set in
-// one MULTI transaction.
+// PutCode implements storage.CodeStore in one script that sets the code
+// and its TTL and lists its purpose in the user's code index (see
+// putCodeScript), by which ForgetUser finds the user's codes.
 func (s *Store) PutCode(ctx context.Context, c storage.Code) error {
-	key := s.codeKey(c.User, c.Purpose)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key)
-		p.HSet(ctx, key, "h", c.Hash, "x", micros(c.ExpiresAt))
-		p.PExpire(ctx, key, s.ttl(c.ExpiresAt))
-		return nil
-	})
-	if err != nil {
-		return wrap("put code", err)
-	}
-	return nil
+	ttl := max(s.ttl(c.ExpiresAt).Milliseconds(), 1)
+	member := b64.EncodeToString([]byte(c.Purpose))
+	res, err := putCodeScript.Run(ctx, s.rdb, []string{s.codeKey(c.User, c.Purpose), s.codeIndexKey(c.User)},
+		c.Hash, micros(c.ExpiresAt), ttl, member).Result()
+	return outcome("put code", res, err)
 }
 
 // ConsumeCode implements storage.CodeStore in one script.

@@ -91,6 +91,10 @@ func (s *Store) codeKey(user, purpose string) string {
 	return s.userKey(user, "c", b64.EncodeToString([]byte(purpose)))
 }
 
+// codeIndexKey names the set of the encoded purposes (as in codeKey) of
+// the user's codes, by which ForgetUser finds them without a SCAN.
+func (s *Store) codeIndexKey(user string) string { return s.userKey(user, "ci", "set") }
+
 func (s *Store) attemptsKey(user string, f storage.Factor) string {
 	return s.userKey(user, "a", string(f))
 }

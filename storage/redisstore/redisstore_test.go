@@ -80,7 +80,7 @@ func TestTTLs(t *testing.T) {
 			rdb.Del(ctx, k)
 		}
 	})
-	if len(ttls) != 4 {
+	if len(ttls) != 5 { // enrollment, code, code index, failure state, request marker
 		t.Fatalf("keys = %v", ttls)
 	}
 	for k, ttl := range ttls {

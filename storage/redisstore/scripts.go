@@ -57,6 +57,31 @@ if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'NOTFOUND' end
 redis.call('HSET', KEYS[1], 's', ARGV[3], 'k', ARGV[4])
 return 'OK'`)
 
+// putCodeScript stores a code (KEYS[1]) and adds its purpose (ARGV[4],
+// encoded as in codeKey) to the user's code index (KEYS[2]), whose TTL
+// is raised to the code's (ARGV[3], ms) if shorter, so the index
+// outlives every code it lists. ForgetUser finds the user's codes there.
+var putCodeScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'x', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return 'OK'`)
+
+// forgetScript deletes every key in KEYS, all of one user: KEYS[1] is
+// the user's code index, and ARGV the index members the caller read and
+// built the code keys in KEYS from. If the index no longer holds exactly
+// ARGV (a code of another purpose was stored meanwhile) it deletes
+// nothing and answers RETRY.
+var forgetScript = redis.NewScript(`
+if redis.call('SCARD', KEYS[1]) ~= #ARGV then return 'RETRY' end
+for i = 1, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then return 'RETRY' end
+end
+for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
+return 'OK'`)
+
 // consumeScript leaves a short-lived tombstone naming the request that
 // used the code, so a resent request is answered OK once more.
 var consumeScript = redis.NewScript(`

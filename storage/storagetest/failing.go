@@ -72,6 +72,7 @@ func expectAllFail(t *testing.T, ctx context.Context, s storage.Store, u, how st
 		"ReplaceRecoveryCodes": func() error { return s.ReplaceRecoveryCodes(ctx, u, [][]byte{hash}) },
 		"UseRecoveryCode":      func() error { return s.UseRecoveryCode(ctx, u, hash) },
 		"RecoveryCodesLeft":    func() error { _, err := s.RecoveryCodesLeft(ctx, u); return err },
+		"ForgetUser":           func() error { return s.ForgetUser(ctx, u, []string{"email:" + u}) },
 	}
 	if c, ok := s.(storage.Cleaner); ok {
 		calls["DeleteExpired"] = func() error { _, err := c.DeleteExpired(ctx, base); return err }

@@ -11,9 +11,10 @@
 //
 // The suite is split by concern: enrollment.go (enrollments and steps),
 // codes.go (one-time codes and send throttling), attempts.go (lockout),
-// recovery.go, cleaner.go, limits.go (sizes, odd names, isolation),
-// failing.go (cancelled contexts and closed connections), concurrent.go,
-// disrupt.go (interrupted and killed connections) and bench.go.
+// recovery.go, forget.go (ForgetUser), cleaner.go, limits.go (sizes, odd
+// names, isolation), failing.go (cancelled contexts and closed
+// connections), concurrent.go, disrupt.go (interrupted and killed
+// connections) and bench.go.
 package storagetest
 
 import (
@@ -68,6 +69,7 @@ var cases = []suiteCase{
 	{name: "RecoveryCodes", run: testRecovery},
 	{name: "Reseal", run: testReseal},
 	{name: "ReleaseSend", run: testReleaseSend},
+	{name: "ForgetUser", run: testForgetUser},
 }
 
 // Run runs the whole suite against stores made by newStore. The cases
