@@ -14,13 +14,13 @@ import (
 // QRCodeResponse is the JSON body of associateQRCode.
 type QRCodeResponse struct {
 	Secret     string `json:"secret"`
-	OtpauthURL string `json:"otpauthUrl"`
+	OTPAuthURL string `json:"otpauthUrl"`
 	QRCode     string `json:"qrCode"`
 	ExpiresIn  int    `json:"expires_in"`
 }
 
 type associateRequest struct {
-	Mfatype string `json:"mfatype" validate:"omitempty,eq=AUTHENTICATOR"`
+	MFAType string `json:"mfatype" validate:"omitempty,eq=AUTHENTICATOR"`
 }
 
 // AssociateQRCode serves PUT associateQRCode?mfatype=AUTHENTICATOR: it
@@ -60,7 +60,7 @@ func (h *Handlers) AssociateQRCode() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")
 		if wantJSON {
-			writeJSON(w, http.StatusOK, QRCodeResponse{Secret: key.Secret, OtpauthURL: key.URI,
+			writeJSON(w, http.StatusOK, QRCodeResponse{Secret: key.Secret, OTPAuthURL: key.URI,
 				QRCode:    "data:image/png;base64," + base64.StdEncoding.EncodeToString(png),
 				ExpiresIn: int(key.ExpiresAt.Sub(h.now()).Round(time.Second) / time.Second)})
 			return
@@ -117,11 +117,11 @@ func (h *Handlers) VerifyQRCodeEnroll() http.Handler {
 	return h.verifyEndpoint(mfa.Authenticator, h.svc.VerifyAuthenticator)
 }
 
-// Verify serves PUT /oauth/users/mfa/verify (a kit extension) with
+// CheckCode serves PUT /oauth/users/mfa/verify (a kit extension) with
 // {"mfatype":"AUTHENTICATOR","totp":"123456"}: it checks a code of the
 // caller's verified authenticator — single use, counted toward lockout —
 // for hosts that re-verify inside a session (say, before a payment) and
 // then refresh the session's MFA time.
-func (h *Handlers) Verify() http.Handler {
+func (h *Handlers) CheckCode() http.Handler {
 	return h.verifyEndpoint(mfa.Authenticator, h.svc.CheckAuthenticator)
 }

@@ -39,7 +39,7 @@ func (benchAuthz) AuthenticateClient(context.Context, string, string) error {
 func BenchmarkHandlers(b *testing.B) {
 	const users = 2048
 	now := time.Now()
-	svc, err := mfa.New(memstore.New(), mailer.MailerFunc(func(context.Context, mailer.Message) error { return nil }),
+	svc, err := mfa.New(memstore.New(), mailer.SendFunc(func(context.Context, mailer.Message) error { return nil }),
 		mfa.NewRandomKeyring(), mfa.Config{Now: func() time.Time { return now }, MaxFailures: 100,
 			EmailResendInterval: time.Nanosecond, EmailHourlyLimit: 1 << 30, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

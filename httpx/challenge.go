@@ -10,7 +10,7 @@ import (
 
 // StateToken is the state_token object of the seed vendor's login answer.
 type StateToken struct {
-	MfaType   mfa.Factor `json:"mfaType,omitempty"`
+	MFAType   mfa.Factor `json:"mfaType,omitempty"`
 	ExpiresIn string     `json:"expires_in"`
 	Status    string     `json:"status"`
 	Token     string     `json:"token"`
@@ -30,7 +30,7 @@ func NewChallengeResponse(ch mfa.Challenge, now time.Time) ChallengeResponse {
 	// Rounded up: the token's expiry is a whole second, so a fresh one
 	// reports the full lifetime.
 	secs := max(0, int((ch.ExpiresAt.Sub(now)+time.Second-1)/time.Second))
-	return ChallengeResponse{ExpiresIn: secs, StateToken: StateToken{MfaType: ch.Factor,
+	return ChallengeResponse{ExpiresIn: secs, StateToken: StateToken{MFAType: ch.Factor,
 		ExpiresIn: strconv.Itoa(secs), Status: string(ch.Status), Token: ch.Token}}
 }
 
@@ -60,7 +60,7 @@ func (h *Handlers) StateTokenGrant(r *http.Request) (mfa.LoginResult, error) {
 		return mfa.LoginResult{}, invalidParam("state_token", "is required")
 	}
 	proof := mfa.Proof{Factor: mfa.Factor(r.PostForm.Get("mfatype")), Code: r.PostForm.Get("totp")}
-	if proof.Factor != "" && proof.Factor != mfa.Recovery && !proof.Factor.Valid() {
+	if proof.Factor != "" && proof.Factor != mfa.Recovery && !proof.Factor.Enrollable() {
 		return mfa.LoginResult{}, invalidParam("mfatype", "must be AUTHENTICATOR, EMAIL or RECOVERY")
 	}
 	if err := checkProofCode(proof); err != nil {

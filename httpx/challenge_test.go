@@ -60,7 +60,7 @@ func TestStateTokenGrant(t *testing.T) {
 	var answer httpx.ChallengeResponse
 	json.Unmarshal(rec.Body.Bytes(), &answer)
 	if rec.Header().Get("Cache-Control") != "no-store" || answer.StateToken.Status != "VERIFY" ||
-		answer.StateToken.MfaType != mfa.Authenticator || answer.StateToken.Token != ch.Token || answer.ExpiresIn != 600 || answer.StateToken.ExpiresIn != "600" {
+		answer.StateToken.MFAType != mfa.Authenticator || answer.StateToken.Token != ch.Token || answer.ExpiresIn != 600 || answer.StateToken.ExpiresIn != "600" {
 		t.Fatalf("challenge answer %s", rec.Body)
 	}
 
@@ -216,7 +216,7 @@ func TestSwitchChallenge(t *testing.T) {
 		r := e.do(request{method: "PUT", path: path, basic: client, body: `{"stateToken":"` + ch.Token + `"}`})
 		expect(t, r, 200, "")
 		var sw httpx.ChallengeResponse
-		if err := json.Unmarshal(r.body, &sw); err != nil || sw.StateToken.MfaType != mfa.Email || sw.StateToken.Token == "" {
+		if err := json.Unmarshal(r.body, &sw); err != nil || sw.StateToken.MFAType != mfa.Email || sw.StateToken.Token == "" {
 			t.Fatalf("switch answer %s", r.body)
 		}
 		code := e.mail.LastCode("alice@home.example")

@@ -60,7 +60,7 @@ type strictNested struct {
 }
 
 type strictInner struct {
-	Totp string `json:"totp"`
+	TOTP string `json:"totp"`
 }
 
 type strictEmbedded struct {
@@ -130,7 +130,7 @@ func TestDecodeStrictAccepts(t *testing.T) {
 	if err := decodeBody(t, ` {"mfatype":"AUTHENTICATOR", "totp":"123456"} `, "application/json; charset=utf-8", &req, false); err != nil {
 		t.Fatal(err)
 	}
-	if req.Mfatype != "AUTHENTICATOR" || req.Totp != "123456" {
+	if req.MFAType != "AUTHENTICATOR" || req.TOTP != "123456" {
 		t.Fatalf("decoded %+v", req)
 	}
 	var n strictNested
@@ -139,7 +139,7 @@ func TestDecodeStrictAccepts(t *testing.T) {
 	if err := decodeBody(t, body, "application/json", &n, false); err != nil {
 		t.Fatal(err)
 	}
-	if n.Region != "eu" || n.Ptr.Totp != "2" || n.Labels["A"] != "2" || n.Deep["y"].Totp != "4" || n.List[1].Totp != "6" {
+	if n.Region != "eu" || n.Ptr.TOTP != "2" || n.Labels["A"] != "2" || n.Deep["y"].TOTP != "4" || n.List[1].TOTP != "6" {
 		t.Fatalf("decoded %+v", n)
 	}
 	if err := decodeBody(t, `{"labels":{`+manyKeys(40)+`}}`, "application/json", &n, false); err != nil {
@@ -160,7 +160,7 @@ func TestDecodeStrictAccepts(t *testing.T) {
 func TestStrictIsNeeded(t *testing.T) {
 	t.Parallel()
 	var r CodeRequest
-	if err := json.Unmarshal([]byte(`{"TOTP":"1","totp":"2","totp":"3"}`), &r); err != nil || r.Totp != "3" {
+	if err := json.Unmarshal([]byte(`{"TOTP":"1","totp":"2","totp":"3"}`), &r); err != nil || r.TOTP != "3" {
 		t.Fatalf("encoding/json: %+v %v", r, err)
 	}
 	var n strictNested

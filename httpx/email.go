@@ -9,7 +9,7 @@ import (
 
 // EmailResponse is the body of a successful enrollEmail.
 type EmailResponse struct {
-	Mfatype   mfa.Factor `json:"mfatype"`
+	MFAType   mfa.Factor `json:"mfatype"`
 	Sent      bool       `json:"sent"`
 	ExpiresIn int        `json:"expires_in"`
 }
@@ -30,7 +30,7 @@ func (h *Handlers) EnrollEmail() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, EmailResponse{Mfatype: mfa.Email, Sent: true,
+		writeJSON(w, http.StatusOK, EmailResponse{MFAType: mfa.Email, Sent: true,
 			ExpiresIn: int(h.svc.Config().EmailCodeTTL / time.Second)})
 	})
 }

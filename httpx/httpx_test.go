@@ -379,10 +379,10 @@ func TestAuthenticatorJourney(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if decodeQR(t, pngBytes) != qr.OtpauthURL || !strings.Contains(qr.OtpauthURL, "secret="+qr.Secret) || qr.ExpiresIn != 600 {
+	if decodeQR(t, pngBytes) != qr.OTPAuthURL || !strings.Contains(qr.OTPAuthURL, "secret="+qr.Secret) || qr.ExpiresIn != 600 {
 		t.Fatalf("JSON QR answer inconsistent: %+v", qr)
 	}
-	expect(t, e.do(request{method: "PUT", path: "/oauth" + verifyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(qr.OtpauthURL, 0))}), 200, "")
+	expect(t, e.do(request{method: "PUT", path: "/oauth" + verifyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", e.codeFor(qr.OTPAuthURL, 0))}), 200, "")
 }
 
 func TestAdminReset(t *testing.T) {

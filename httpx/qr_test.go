@@ -147,6 +147,6 @@ func TestQRHandlerPNGMatchesEncoder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkQRModules(t, pngBytes, qrr.OtpauthURL, mfa.QRSize)
+		checkQRModules(t, pngBytes, qrr.OTPAuthURL, mfa.QRSize)
 	}
 }

@@ -14,8 +14,8 @@ import (
 type ResetRequest struct {
 	Username   string `json:"username" validate:"max=320"`
 	StateToken string `json:"stateToken" validate:"max=1024"`
-	Mfatype    string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL RECOVERY"`
-	Totp       string `json:"totp" validate:"required,max=32"`
+	MFAType    string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL RECOVERY"`
+	TOTP       string `json:"totp" validate:"required,max=32"`
 }
 
 // ResetMyQRCodeEnroll serves POST resetMyQRCodeEnroll. The caller proves a
@@ -54,7 +54,7 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		proof := mfa.Proof{Factor: mfa.Factor(req.Mfatype), Code: req.Totp}
+		proof := mfa.Proof{Factor: mfa.Factor(req.MFAType), Code: req.TOTP}
 		if err := checkProofCode(proof); err != nil {
 			h.fail(w, r, err)
 			return
@@ -87,7 +87,7 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, FactorResponse{Mfatype: mfa.Authenticator, Verified: false})
+		writeJSON(w, http.StatusOK, FactorResponse{MFAType: mfa.Authenticator, Verified: false})
 	})
 }
 
@@ -107,6 +107,6 @@ func (h *Handlers) ResetQRCodeEnroll() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, FactorResponse{Mfatype: mfa.Authenticator, Verified: false})
+		writeJSON(w, http.StatusOK, FactorResponse{MFAType: mfa.Authenticator, Verified: false})
 	})
 }

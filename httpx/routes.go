@@ -32,7 +32,7 @@ func (h *Handlers) Routes() []Route {
 		// Kit extensions beyond the seed.
 		{"GET, POST", []string{"/oauth/users/mfa/recoveryCodes"}, h.RecoveryCodes()},
 		{http.MethodPut, []string{"/oauth/users/mfa/challenge"}, h.SwitchChallenge()},
-		{http.MethodPut, []string{"/oauth/users/mfa/verify"}, h.Verify()},
+		{http.MethodPut, []string{"/oauth/users/mfa/verify"}, h.CheckCode()},
 	}
 }
 

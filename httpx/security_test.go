@@ -227,11 +227,11 @@ func secretsOf(t *testing.T, e *env) (secret string, raw []byte, codes []string)
 	expect(t, r, 200, "")
 	var qr httpx.QRCodeResponse
 	json.Unmarshal(r.body, &qr)
-	raw, _, err := mfa.ParseKeyURI(qr.OtpauthURL)
+	raw, _, err := mfa.ParseKeyURI(qr.OTPAuthURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code := e.codeFor(qr.OtpauthURL, 0)
+	code := e.codeFor(qr.OTPAuthURL, 0)
 	expect(t, e.do(request{method: "PUT", path: verifyPath, token: "alice-token", body: verifyBody("AUTHENTICATOR", code)}), 200, "")
 	expect(t, e.do(request{method: "PUT", path: enrollEmail, token: "alice-mfa"}), 200, "")
 	emailCode := e.mail.LastCode("alice@example.com")

@@ -9,13 +9,13 @@ import (
 
 // CodeRequest is the body of the verify endpoints.
 type CodeRequest struct {
-	Mfatype string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL"`
-	Totp    string `json:"totp" validate:"required,otpcode"`
+	MFAType string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL"`
+	TOTP    string `json:"totp" validate:"required,otpcode"`
 }
 
 // FactorResponse is the body of a successful verify or reset.
 type FactorResponse struct {
-	Mfatype  mfa.Factor `json:"mfatype"`
+	MFAType  mfa.Factor `json:"mfatype"`
 	Verified bool       `json:"verified"`
 }
 
@@ -28,15 +28,15 @@ func (h *Handlers) verifyEndpoint(f mfa.Factor, verify func(ctx context.Context,
 			h.fail(w, r, err)
 			return
 		}
-		if req.Mfatype != string(f) {
+		if req.MFAType != string(f) {
 			h.fail(w, r, invalidParam("mfatype", "must be "+string(f)))
 			return
 		}
-		if err := verify(r.Context(), u.Username, req.Totp); err != nil {
+		if err := verify(r.Context(), u.Username, req.TOTP); err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, FactorResponse{Mfatype: f, Verified: true})
+		writeJSON(w, http.StatusOK, FactorResponse{MFAType: f, Verified: true})
 	})
 }
 

@@ -21,7 +21,7 @@ func TestCodeShape(t *testing.T) {
 		if got := isOTP(c.code); got != c.ok {
 			t.Errorf("isOTP(%q) = %v", c.code, got)
 		}
-		err := validateStruct(&CodeRequest{Mfatype: "AUTHENTICATOR", Totp: c.code})
+		err := validateStruct(&CodeRequest{MFAType: "AUTHENTICATOR", TOTP: c.code})
 		if c.code != "" && (err == nil) != c.ok {
 			t.Errorf("otpcode tag on %q: %v", c.code, err)
 		}

@@ -11,8 +11,8 @@ import (
 
 // Send mail: any function can be a Mailer; here one that prints the
 // subject of the code email the kit would send.
-func ExampleMailerFunc() {
-	var m mailer.Mailer = mailer.MailerFunc(func(_ context.Context, msg mailer.Message) error {
+func ExampleSendFunc() {
+	var m mailer.Mailer = mailer.SendFunc(func(_ context.Context, msg mailer.Message) error {
 		fmt.Println(msg.To, "|", msg.Subject)
 		return nil
 	})

@@ -32,11 +32,11 @@ type Mailer interface {
 	Send(ctx context.Context, m Message) error
 }
 
-// MailerFunc adapts a function to Mailer.
-type MailerFunc func(ctx context.Context, m Message) error
+// SendFunc adapts a function to Mailer.
+type SendFunc func(ctx context.Context, m Message) error
 
 // Send calls f(ctx, m).
-func (f MailerFunc) Send(ctx context.Context, m Message) error { return f(ctx, m) }
+func (f SendFunc) Send(ctx context.Context, m Message) error { return f(ctx, m) }
 
 // Writer is a Mailer that prints every message in full to W, for demos and
 // development: a person reads the code in the terminal. Never use it in

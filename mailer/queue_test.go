@@ -44,7 +44,7 @@ func TestQueueDeliversAndDrains(t *testing.T) {
 
 func TestQueueFull(t *testing.T) {
 	block := make(chan struct{})
-	q := mailer.NewQueue(mailer.MailerFunc(func(context.Context, mailer.Message) error { <-block; return nil }),
+	q := mailer.NewQueue(mailer.SendFunc(func(context.Context, mailer.Message) error { <-block; return nil }),
 		mailer.QueueConfig{Workers: 1, Size: 2})
 	var full error
 	for range 5 {

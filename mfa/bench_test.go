@@ -28,7 +28,7 @@ func BenchmarkTOTPMatch(b *testing.B) {
 
 func benchService(b *testing.B) (*mfa.Service, *time.Time) {
 	now := time.Unix(1700000000, 0)
-	svc, err := mfa.New(memstore.New(), mailer.MailerFunc(func(context.Context, mailer.Message) error { return nil }),
+	svc, err := mfa.New(memstore.New(), mailer.SendFunc(func(context.Context, mailer.Message) error { return nil }),
 		mfa.NewRandomKeyring(), mfa.Config{Now: func() time.Time { return now }, MaxFailures: 100,
 			EmailResendInterval: time.Nanosecond, EmailHourlyLimit: 1 << 30})
 	if err != nil {
@@ -83,7 +83,7 @@ func BenchmarkCheckAuthenticator(b *testing.B) {
 func BenchmarkEmailIssueAndVerify(b *testing.B) {
 	var code string
 	now := time.Unix(1700000000, 0)
-	svc, err := mfa.New(memstore.New(), mailer.MailerFunc(func(_ context.Context, m mailer.Message) error {
+	svc, err := mfa.New(memstore.New(), mailer.SendFunc(func(_ context.Context, m mailer.Message) error {
 		code = m.Subject[len(m.Subject)-6:]
 		return nil
 	}), mfa.NewRandomKeyring(), mfa.Config{Now: func() time.Time { return now }, EmailResendInterval: time.Nanosecond, EmailHourlyLimit: 1 << 30})

@@ -20,7 +20,8 @@ type Factor = storage.Factor
 const (
 	Authenticator = storage.Authenticator
 	Email         = storage.Email
-	// Recovery names recovery codes in a Proof and in events.
+	// Recovery names recovery codes in a Proof, in events and in failure
+	// counts; it is not enrolled (see storage.Factor.Enrollable).
 	Recovery = storage.Recovery
 )
 
@@ -204,7 +205,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	for _, f := range c.Factors {
-		if !f.Valid() {
+		if !f.Enrollable() {
 			return c, fmt.Errorf("mfa: unknown factor %q", f)
 		}
 	}
@@ -220,7 +221,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ChallengeOrder = []Factor{Authenticator, Email}
 	}
 	for _, f := range c.ChallengeOrder {
-		if !f.Valid() {
+		if !f.Enrollable() {
 			return c, fmt.Errorf("mfa: unknown factor %q in ChallengeOrder", f)
 		}
 	}

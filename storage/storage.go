@@ -28,13 +28,15 @@ const (
 	Authenticator Factor = "AUTHENTICATOR"
 	// Email is a one-time code sent by email.
 	Email Factor = "EMAIL"
-	// Recovery names the recovery codes. It is not enrolled like the
-	// others (Valid reports false) but has its own failure count.
+	// Recovery names the recovery codes in proofs, events and failure
+	// counts. It is not enrolled like the others (Enrollable reports
+	// false): a user holds a set of recovery codes (RecoveryStore).
 	Recovery Factor = "RECOVERY"
 )
 
-// Valid reports whether f is one of the known factors.
-func (f Factor) Valid() bool { return f == Authenticator || f == Email }
+// Enrollable reports whether f is a factor a user enrolls, like
+// AUTHENTICATOR and EMAIL: false for Recovery and for unknown names.
+func (f Factor) Enrollable() bool { return f == Authenticator || f == Email }
 
 // Sentinel errors returned by every Store. Callers test them with errors.Is;
 // a backend may wrap them with detail.

@@ -186,9 +186,9 @@ func TestDemoJourney(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("QR: %d %s", status, body)
 	}
-	var qr struct{ Secret, OtpauthURL string }
+	var qr struct{ Secret, OTPAuthURL string }
 	json.Unmarshal(body, &qr)
-	if status, body = d.call("PUT", "/users/mfa/verifyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, codeAt(t, qr.OtpauthURL, 0))); status != 200 {
+	if status, body = d.call("PUT", "/users/mfa/verifyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, codeAt(t, qr.OTPAuthURL, 0))); status != 200 {
 		t.Fatalf("verify: %d %s", status, body)
 	}
 
@@ -204,17 +204,17 @@ func TestDemoJourney(t *testing.T) {
 	}
 	token := st["token"].(string)
 	if status, out := d.complete(token, "000000"); status != 400 || out["code"] != "invalid_code" {
-		if codeAt(t, qr.OtpauthURL, 1) != "000000" {
+		if codeAt(t, qr.OTPAuthURL, 1) != "000000" {
 			t.Fatalf("wrong code: %d %v", status, out)
 		}
 	}
 	// The enrollment code's step is used; the next step's code signs in.
-	status, out := d.complete(token, codeAt(t, qr.OtpauthURL, 1))
+	status, out := d.complete(token, codeAt(t, qr.OTPAuthURL, 1))
 	alice2, _ := out["access_token"].(string)
 	if status != 200 || alice2 == "" {
 		t.Fatalf("state_token grant: %d %v", status, out)
 	}
-	if status, out = d.complete(token, codeAt(t, qr.OtpauthURL, 1)); status != 400 || out["code"] != "invalid_token" {
+	if status, out = d.complete(token, codeAt(t, qr.OTPAuthURL, 1)); status != 400 || out["code"] != "invalid_token" {
 		t.Fatalf("state token used twice: %d %v", status, out)
 	}
 
@@ -296,9 +296,9 @@ func TestDemoSurvivesRestart(t *testing.T) {
 	d := startDemo(t, "-db", db)
 	alice := d.login("alice@example.com", "alice-password")
 	_, body := d.call("PUT", "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", alice, "", "Accept", "application/json")
-	var qr struct{ OtpauthURL string }
+	var qr struct{ OTPAuthURL string }
 	json.Unmarshal(body, &qr)
-	secret, p, _ := mfa.ParseKeyURI(qr.OtpauthURL)
+	secret, p, _ := mfa.ParseKeyURI(qr.OTPAuthURL)
 	step := p.Step(time.Now())
 	if status, body := d.call("PUT", "/users/mfa/verifyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, p.Code(secret, step))); status != 200 {
 		t.Fatalf("verify: %d %s", status, body)

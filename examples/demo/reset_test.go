@@ -65,16 +65,16 @@ func enrolledAlice(t *testing.T, d *demo) (password, withMFA string) {
 	t.Helper()
 	password = d.login("alice@example.com", "alice-password")
 	status, body := d.call("PUT", "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", password, "", "Accept", "application/json")
-	var qr struct{ OtpauthURL string }
-	if json.Unmarshal(body, &qr); status != 200 || qr.OtpauthURL == "" {
+	var qr struct{ OTPAuthURL string }
+	if json.Unmarshal(body, &qr); status != 200 || qr.OTPAuthURL == "" {
 		t.Fatalf("QR: %d %s", status, body)
 	}
 	// The enrollment spends this step's code; the sign-in uses the next.
-	if status, body = d.call("PUT", "/users/mfa/verifyQRCodeEnroll", password, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, codeAt(t, qr.OtpauthURL, 0))); status != 200 {
+	if status, body = d.call("PUT", "/users/mfa/verifyQRCodeEnroll", password, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, codeAt(t, qr.OTPAuthURL, 0))); status != 200 {
 		t.Fatalf("verify: %d %s", status, body)
 	}
 	st := d.challenge("alice@example.com", "alice-password")
-	status, out := d.complete(st["token"].(string), codeAt(t, qr.OtpauthURL, 1))
+	status, out := d.complete(st["token"].(string), codeAt(t, qr.OTPAuthURL, 1))
 	if withMFA, _ = out["access_token"].(string); status != 200 || withMFA == "" {
 		t.Fatalf("MFA sign-in: %d %v", status, out)
 	}

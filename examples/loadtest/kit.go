@@ -129,7 +129,7 @@ func newKit(ctx context.Context, o options) (*kit, error) {
 		return nil, err
 	}
 	k := &kit{o: o, closers: []func(){closeStore}}
-	k.svc, err = mfa.New(store, mailer.MailerFunc(func(context.Context, mailer.Message) error { return nil }),
+	k.svc, err = mfa.New(store, mailer.SendFunc(func(context.Context, mailer.Message) error { return nil }),
 		mfa.NewRandomKeyring(), mfa.Config{Issuer: "loadtest", MaxFailures: 100})
 	if err != nil {
 		k.close()
@@ -290,8 +290,8 @@ func startBaseline() (*httptestServer, error) {
 		}
 		if r.Method != http.MethodGet {
 			var body struct {
-				Mfatype string `json:"mfatype"`
-				Totp    string `json:"totp"`
+				MFAType string `json:"mfatype"`
+				TOTP    string `json:"totp"`
 			}
 			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
 				w.WriteHeader(http.StatusBadRequest)

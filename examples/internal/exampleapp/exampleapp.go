@@ -134,11 +134,11 @@ func EscapedReset(t *testing.T, base, prefix string) {
 		}
 	}
 	status, b := call("PUT", "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", "alice-token", "")
-	var qr struct{ OtpauthURL string }
+	var qr struct{ OTPAuthURL string }
 	if err := json.Unmarshal([]byte(b), &qr); status != 200 || err != nil {
 		t.Fatalf("associateQRCode: %d %s", status, b)
 	}
-	secret, p, err := mfa.ParseKeyURI(qr.OtpauthURL)
+	secret, p, err := mfa.ParseKeyURI(qr.OTPAuthURL)
 	if err != nil {
 		t.Fatal(err)
 	}

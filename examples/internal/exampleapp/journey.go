@@ -59,11 +59,11 @@ func Journey(t *testing.T, base, prefix string) {
 	if status != 200 {
 		t.Fatalf("associateQRCode: %d %s", status, b)
 	}
-	var qr struct{ Secret, OtpauthURL string }
+	var qr struct{ Secret, OTPAuthURL string }
 	if err := json.Unmarshal(b, &qr); err != nil || qr.Secret == "" {
 		t.Fatalf("QR answer %s: %v", b, err)
 	}
-	secret, p, err := mfa.ParseKeyURI(qr.OtpauthURL)
+	secret, p, err := mfa.ParseKeyURI(qr.OTPAuthURL)
 	if err != nil {
 		t.Fatal(err)
 	}
