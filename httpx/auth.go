@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,12 +14,14 @@ import (
 	"github.com/mfakit/mfakit/mfa"
 )
 
-// ErrUnauthorized is what an Authorizer returns (possibly wrapped) for
-// missing, unknown, expired or wrong credentials. Any other error from an
-// Authorizer is treated as an internal failure (500).
+// ErrUnauthorized is what an Authenticator, a TokenAuthenticator or a
+// ClientAuthenticator returns (possibly wrapped) for missing, unknown,
+// expired or wrong credentials. Any other error from them is treated as an
+// internal failure (500).
 var ErrUnauthorized = errors.New("httpx: unauthorized")
 
-// User is the identity behind a Bearer token.
+// User is the identity behind a request, as the Authenticator (or host
+// middleware, with WithUser) reports it.
 type User struct {
 	// Username identifies the user to mfakit; it must be stable.
 	Username string
@@ -27,9 +30,10 @@ type User struct {
 	// Roles are the user's roles, e.g. "ROLE_ADMIN_CUSTOMER".
 	Roles []string
 	// MFAAt is when this session last passed MFA (zero if it never did):
-	// the time the host minted the token after a completed challenge.
-	// Step-up checks (RequireMFA, adding a second factor, regenerating
-	// recovery codes) compare it with their max age.
+	// the time the host created or upgraded the session after a completed
+	// challenge, or after a re-verification (Config.OnVerified). Step-up
+	// checks (RequireMFA, adding a second factor, regenerating recovery
+	// codes) compare it with their max age.
 	MFAAt time.Time
 	// Locale picks translated emails (e.g. "de-CH"); empty means the
 	// request's Accept-Language, then the default templates.
@@ -39,57 +43,49 @@ type User struct {
 // Principal returns u as an mfa.Principal.
 func (u User) Principal() mfa.Principal { return mfa.Principal{Username: u.Username, Roles: u.Roles} }
 
-// Authorizer connects mfakit to the host's identity system.
-type Authorizer interface {
-	// AuthenticateToken resolves a Bearer token to its user. An unknown,
-	// expired or revoked token returns an error wrapping ErrUnauthorized.
-	AuthenticateToken(ctx context.Context, token string) (User, error)
-	// AuthenticateClient checks OAuth client credentials (HTTP Basic).
-	// Wrong credentials return an error wrapping ErrUnauthorized. It should
-	// compare secrets in constant time.
-	AuthenticateClient(ctx context.Context, clientID, secret string) error
-}
-
 type userKey struct{}
 
-// UserFrom returns the user that RequireUser authenticated, if any.
+// UserFrom returns the user of ctx: the one host middleware set with
+// WithUser, or the one a check of this package authenticated.
 func UserFrom(ctx context.Context) (User, bool) {
 	u, ok := ctx.Value(userKey{}).(User)
 	return u, ok
 }
 
-// WithUser returns ctx carrying u, as RequireUser does.
+// WithUser returns ctx carrying u. Host middleware that has already
+// authenticated a request (loaded its session, say) sets the user this
+// way, and every kit route and check then takes it instead of asking the
+// Authenticator; RequireUser sets it too.
 func WithUser(ctx context.Context, u User) context.Context {
 	return context.WithValue(ctx, userKey{}, u)
 }
 
-// bearerToken returns the token of an "Authorization: Bearer" header.
-func bearerToken(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
-}
-
-// Auth checks credentials with an Authorizer. It offers each check as a
-// middleware and, beside it, as a function for hosts on other frameworks.
+// Auth checks credentials: the user with the Authenticator, OAuth clients
+// with Config.Clients. It offers each check as a middleware and, beside
+// it, as a function for hosts on other frameworks.
 type Auth struct {
-	authz   Authorizer
-	onError ErrorHandler
-	trusted []netip.Prefix
-	now     func() time.Time
+	authn   Authenticator
+	clients ClientAuthenticator
+	// userSchemes are the WWW-Authenticate schemes of the Authenticator:
+	// Bearer for the one Bearer returns, none for any other.
+	userSchemes []string
+	onError     ErrorHandler
+	trusted     []netip.Prefix
+	now         func() time.Time
+	// svc answers whether a user holds a factor, for step-up; nil only
+	// for Handlers made without a Service, which serve nothing.
+	svc           *mfa.Service
+	withoutFactor StepUpPolicy
 }
 
-// CheckUser authenticates the Bearer token of r and returns its user. It
-// reads only headers, never the body (S18).
+// CheckUser returns the user of r: the one in r's context (WithUser, set
+// by host middleware or an earlier check), else the one the Authenticator
+// finds. A user with an empty Username counts as none (ErrUnauthorized).
 func (a *Auth) CheckUser(r *http.Request) (User, error) {
-	token, ok := bearerToken(r)
-	if !ok {
-		return User{}, ErrUnauthorized
+	if u, ok := UserFrom(r.Context()); ok && u.Username != "" {
+		return u, nil
 	}
-	u, err := a.authz.AuthenticateToken(r.Context(), token)
+	u, err := a.authn.AuthenticateRequest(r)
 	if err != nil {
 		return User{}, err
 	}
@@ -99,48 +95,61 @@ func (a *Auth) CheckUser(r *http.Request) (User, error) {
 	return u, nil
 }
 
-// CheckClient authenticates the HTTP Basic client credentials of r.
+// CheckClient authenticates the HTTP Basic client credentials of r with
+// Config.Clients. Without Config.Clients no client is known, and every
+// request is refused with ErrUnauthorized.
 func (a *Auth) CheckClient(r *http.Request) (clientID string, err error) {
 	id, secret, ok := r.BasicAuth()
-	if !ok || id == "" {
+	if !ok || id == "" || a.clients == nil {
 		return "", ErrUnauthorized
 	}
-	if err := a.authz.AuthenticateClient(r.Context(), id, secret); err != nil {
+	if err := a.clients.AuthenticateClient(r.Context(), id, secret); err != nil {
 		return "", err
 	}
 	return id, nil
 }
 
-// RequireUser is middleware that admits requests with a valid Bearer token
-// and puts the user in the context (see UserFrom); others get 401.
+// RequireUser is middleware that admits requests with a user (see
+// CheckUser) and puts the user in the context (see UserFrom); others get
+// 401.
 func (a *Auth) RequireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := a.CheckUser(r)
 		if err != nil {
-			a.refuse(w, r, err, schemeBearer)
+			a.refuse(w, r, err, a.userSchemes...)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), u)))
 	})
 }
 
-// RequireRole is middleware for routes behind RequireUser that admits only
-// users holding role; others get 403.
+// RequireRole is middleware that admits only users (see CheckUser)
+// holding role: others get 401 without a user, 403 without the role. It
+// puts the user in the context.
 func (a *Auth) RequireRole(role string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			u, ok := UserFrom(r.Context())
-			if !ok {
-				a.onError(w, r, ErrUnauthorized)
+			u, err := a.CheckUser(r)
+			if err != nil {
+				a.refuse(w, r, err, a.userSchemes...)
 				return
 			}
 			if !u.Principal().HasRole(role) {
 				a.onError(w, r, mfa.ErrForbidden)
 				return
 			}
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), u)))
 		})
 	}
+}
+
+// offersUserCredentials reports whether r carries an Authorization header
+// of another scheme than Basic: credentials for the Authenticator, which a
+// route that also takes a state token must refuse rather than ignore when
+// they are wrong.
+func offersUserCredentials(r *http.Request) bool {
+	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return scheme != "" && !strings.EqualFold(scheme, schemeBasic)
 }
 
 // The authentication schemes a route accepts, for refuse.
@@ -153,8 +162,8 @@ const (
 // is the one place that writes WWW-Authenticate: for missing or wrong
 // credentials (ErrUnauthorized) a challenge for each of the route's
 // schemes, for a missing step-up (ErrMFARequired) the RFC 9470 Bearer
-// challenge with the max age, and for any other error (a failing
-// Authorizer, say) none.
+// challenge with the max age when the route takes Bearer, and for any
+// other error (a failing Authenticator, say) none.
 func (a *Auth) refuse(w http.ResponseWriter, r *http.Request, err error, schemes ...string) {
 	if v := wwwAuthenticate(err, schemes); v != "" {
 		w.Header().Set("WWW-Authenticate", v)
@@ -165,6 +174,9 @@ func (a *Auth) refuse(w http.ResponseWriter, r *http.Request, err error, schemes
 // wwwAuthenticate is the WWW-Authenticate value refuse sets, or "".
 func wwwAuthenticate(err error, schemes []string) string {
 	if stepUp, ok := errors.AsType[*mfaRequiredError](err); ok {
+		if !slices.Contains(schemes, schemeBearer) {
+			return ""
+		}
 		return `Bearer realm="mfakit", error="insufficient_user_authentication", ` +
 			`error_description="a recent multi-factor authentication is required", max_age=` +
 			strconv.Itoa(int(stepUp.maxAge/time.Second))

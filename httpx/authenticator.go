@@ -44,7 +44,7 @@ func (h *Handlers) AssociateQRCode() http.Handler {
 			return
 		}
 		if err := h.stepUpForSecondFactor(r, u, mfa.Authenticator); err != nil {
-			h.auth.refuse(w, r, err, schemeBearer)
+			h.auth.refuse(w, r, err, h.auth.userSchemes...)
 			return
 		}
 		key, err := h.svc.BeginAuthenticator(r.Context(), u.Username)

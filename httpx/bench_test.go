@@ -29,10 +29,6 @@ func (a benchAuthz) AuthenticateToken(_ context.Context, token string) (httpx.Us
 	return a.users[n], nil
 }
 
-func (benchAuthz) AuthenticateClient(context.Context, string, string) error {
-	return httpx.ErrUnauthorized
-}
-
 // BenchmarkHandlers measures the full handler path of each endpoint
 // (decode, authenticate, domain, store, encode) through httptest, without
 // the network.
@@ -59,7 +55,7 @@ func BenchmarkHandlers(b *testing.B) {
 		codes[i] = p.Code(secret, p.Step(now))
 	}
 	az.users = append(az.users, httpx.User{Username: "admin@example.com", Roles: []string{"ROLE_ADMIN_CUSTOMER"}})
-	h := httpx.New(svc, az, httpx.Config{Logger: slog.New(slog.DiscardHandler)}).Handler()
+	h := httpx.New(svc, httpx.Bearer(az), httpx.Config{Logger: slog.New(slog.DiscardHandler)}).Handler()
 	tokens := make([]string, users)
 	for i := range tokens {
 		tokens[i] = "Bearer t" + strconv.Itoa(i)

@@ -87,7 +87,7 @@ func newKits(t *testing.T, stores ...storage.Store) []*kit {
 			t.Fatal(err)
 		}
 		k.svc = svc
-		h := httpx.New(svc, burstAuthz{}, httpx.Config{Logger: slog.New(slog.DiscardHandler)})
+		h := httpx.New(svc, httpx.Bearer(burstAuthz{}), httpx.Config{Clients: burstAuthz{}, Logger: slog.New(slog.DiscardHandler)})
 		mux := http.NewServeMux()
 		mux.Handle("/", h.Handler())
 		mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {

@@ -41,51 +41,26 @@ func (h *Handlers) WriteChallenge(w http.ResponseWriter, ch mfa.Challenge) {
 	writeJSON(w, http.StatusOK, NewChallengeResponse(ch, h.now()))
 }
 
-// StateTokenGrant completes the second step of a sign-in from a token
-// request with grant_type=state_token: the form fields state_token and
-// totp (the code), and optionally mfatype=RECOVERY for a recovery code.
-// The caller has already checked the client credentials; it mints its
-// access token (with User.MFAAt = now) when this returns no error, and
-// otherwise writes the error with the ErrorHandler (or ProblemFor).
-func (h *Handlers) StateTokenGrant(r *http.Request) (mfa.LoginResult, error) {
-	r.Body = http.MaxBytesReader(nil, r.Body, h.cfg.MaxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		return mfa.LoginResult{}, NewProblem(http.StatusBadRequest, CodeInvalidRequest, "the body must be a form")
-	}
-	if got := r.PostForm.Get("grant_type"); got != "state_token" {
-		return mfa.LoginResult{}, invalidParam("grant_type", "must be state_token")
-	}
-	token := r.PostForm.Get("state_token")
-	if token == "" {
-		return mfa.LoginResult{}, invalidParam("state_token", "is required")
-	}
-	proof := mfa.Proof{Factor: mfa.Factor(r.PostForm.Get("mfatype")), Code: r.PostForm.Get("totp")}
-	if proof.Factor != "" && proof.Factor != mfa.Recovery && !proof.Factor.Enrollable() {
-		return mfa.LoginResult{}, invalidParam("mfatype", "must be AUTHENTICATOR, EMAIL or RECOVERY")
-	}
-	if err := checkProofCode(proof); err != nil {
-		return mfa.LoginResult{}, err
-	}
-	return h.svc.CompleteChallenge(h.withInfo(r, User{}).Context(), token, proof)
-}
-
 type switchRequest struct {
 	StateToken string `json:"stateToken" validate:"required,max=1024"`
 }
 
 // SwitchChallenge serves PUT challenge?mfatype=EMAIL (a kit extension):
-// with Basic client credentials and {"stateToken":"..."} it trades a
-// sign-in's state token for an EMAIL challenge (sending the code), for a
-// user who cannot use their authenticator. The answer is the state_token
-// object of the login flow; the old token stops working. The code goes to
-// the address the Service's mfa.Config.Directory gives for the token's
-// user, asked only after the token proved to be live (S26); without a
-// Directory the answer is 409 no_email.
+// with {"stateToken":"..."} (and Basic client credentials when
+// Config.Clients is set) it trades a sign-in's state token for an EMAIL
+// challenge (sending the code), for a user who cannot use their
+// authenticator. The answer is the state_token object of the login flow;
+// the old token stops working. The code goes to the address the Service's
+// mfa.Config.Directory gives for the token's user, asked only after the
+// token proved to be live (S26); without a Directory the answer is 409
+// no_email.
 func (h *Handlers) SwitchChallenge() http.Handler {
 	return h.endpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request) {
-		if _, err := h.auth.CheckClient(r); err != nil {
-			h.auth.refuse(w, r, err, schemeBasic)
-			return
+		if h.auth.clients != nil {
+			if _, err := h.auth.CheckClient(r); err != nil {
+				h.auth.refuse(w, r, err, schemeBasic)
+				return
+			}
 		}
 		r = h.withInfo(r, User{})
 		if err := requireQuery(r, mfa.Email); err != nil {

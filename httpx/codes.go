@@ -35,6 +35,8 @@ const (
 	CodeInvalidToken         = "invalid_token"
 	CodeTokenExpired         = "token_expired"
 	CodeMailUnavailable      = "mail_unavailable"
+	CodeEnrollmentRequired   = "enrollment_required"
+	CodeCrossOrigin          = "cross_origin"
 )
 
 // problemKind is one problem code: the status and title of every answer
@@ -84,6 +86,10 @@ var problemKinds = []problemKind{
 		retryAfter: func(error) time.Duration { return 30 * time.Second }},
 	{code: CodeUnauthorized, status: http.StatusUnauthorized, title: "Unauthorized",
 		cases: []problemCase{{err: ErrUnauthorized, detail: "valid credentials are required"}}},
+	{code: CodeEnrollmentRequired, status: http.StatusForbidden, title: "Second factor required",
+		cases: []problemCase{{err: ErrEnrollmentRequired, detail: "set up a second factor first"}}},
+	{code: CodeCrossOrigin, status: http.StatusForbidden, title: "Cross-origin request refused",
+		cases: []problemCase{{err: ErrCrossOrigin, detail: "this request came from another origin; send it from the site itself"}}},
 	{code: CodeForbidden, status: http.StatusForbidden, title: "Forbidden",
 		cases: []problemCase{{err: mfa.ErrForbidden, detail: "the caller lacks the role this operation needs"}}},
 	{code: CodeInvalidCode, status: http.StatusBadRequest, title: "Invalid code",

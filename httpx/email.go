@@ -15,7 +15,7 @@ type EmailResponse struct {
 }
 
 // EnrollEmail serves PUT enrollEmail?mfatype=EMAIL: it emails a one-time
-// code to the address the Authorizer reports for the caller.
+// code to the address the Authenticator reports for the caller (User.Email).
 func (h *Handlers) EnrollEmail() http.Handler {
 	return h.userEndpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request, u User) {
 		if err := requireQuery(r, mfa.Email); err != nil {
@@ -23,7 +23,7 @@ func (h *Handlers) EnrollEmail() http.Handler {
 			return
 		}
 		if err := h.stepUpForSecondFactor(r, u, mfa.Email); err != nil {
-			h.auth.refuse(w, r, err, schemeBearer)
+			h.auth.refuse(w, r, err, h.auth.userSchemes...)
 			return
 		}
 		if err := h.svc.BeginEmail(r.Context(), u.Username, u.Email); err != nil {

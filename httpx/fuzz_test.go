@@ -17,7 +17,7 @@ import (
 )
 
 // fuzzKit is the whole API on a memstore of its own, with quiet logs, its
-// own Authorizer and a fixed clock, so alice's MFA time never goes stale
+// own Authenticator and a fixed clock, so alice's MFA time never goes stale
 // however long a fuzz run lasts. Alice has a pending authenticator and a
 // pending email enrollment, so well-formed codes reach the comparison.
 type fuzzKit struct {
@@ -42,7 +42,8 @@ func newFuzzKit(f *testing.F) *fuzzKit {
 	if err := svc.BeginEmail(ctx, "alice@example.com", "alice@example.com"); err != nil {
 		f.Fatal(err)
 	}
-	api := httpx.New(svc, newAuthz(clock), httpx.Config{Logger: slog.New(slog.DiscardHandler)})
+	az := newAuthz(clock)
+	api := httpx.New(svc, httpx.Bearer(az), httpx.Config{Clients: az, Logger: slog.New(slog.DiscardHandler)})
 	return &fuzzKit{api: api, h: api.Handler(), store: store}
 }
 

@@ -23,15 +23,48 @@ type Config struct {
 	// finding the client IP for audit events (rule 8). Default none: the
 	// connection's peer address is used.
 	TrustedProxies []netip.Prefix
-	// ErrorHandler writes error answers. Default DefaultErrorHandler.
+	// ErrorHandler writes error answers, including those of SignIn.
+	// Default DefaultErrorHandler.
 	ErrorHandler ErrorHandler
 	// Logger receives the server errors that do not come from the
-	// mfa.Service, such as a failing Authorizer; the Service logs its own
-	// through mfa.Config.Logger. Default slog.Default().
+	// mfa.Service, such as a failing Authenticator; the Service logs its
+	// own through mfa.Config.Logger. Default slog.Default().
 	Logger *slog.Logger
 	// StepUpMaxAge is how recent a session's MFA must be to add a second
 	// factor or regenerate recovery codes (S17). Default 10 minutes.
 	StepUpMaxAge time.Duration
+	// StepUpWithoutFactor is what a step-up check (RequireMFA, CheckMFA,
+	// regenerating recovery codes) does with a user who holds no verified
+	// factor and so cannot step up. Default StepUpEnroll: 403
+	// enrollment_required. Enrolling the first factor never needs a
+	// step-up, whatever this says.
+	StepUpWithoutFactor StepUpPolicy
+	// Clients checks the OAuth client credentials (HTTP Basic) of the
+	// routes that take them beside a sign-in's state token: the lost-phone
+	// reset (resetMyQRCodeEnroll with a stateToken) and the challenge
+	// switch (PUT /oauth/users/mfa/challenge). Default nil: those routes
+	// take the request on the state token alone, which proves the password
+	// step (client credentials are public and prove nothing, S23). When
+	// set, valid Basic credentials are required there too.
+	Clients ClientAuthenticator
+	// CrossOrigin refuses cross-origin browser requests (CSRF) to the
+	// state-changing routes (every method but GET and HEAD) when they carry
+	// no Authorization header, that is when a browser may have sent
+	// ambient credentials such as a cookie; the answer is 403 cross_origin.
+	// A request with an Authorization header (Bearer, Basic) is not
+	// checked: a page of another site cannot put the user's token in one.
+	// Set it to trust other origins (AddTrustedOrigin). Default:
+	// http.NewCrossOriginProtection(), which trusts only the request's own
+	// origin.
+	CrossOrigin *http.CrossOriginProtection
+	// OnVerified, when set, is called after a successful code check of a
+	// user: PUT /oauth/users/mfa/verify (CheckCode), verifyQRCodeEnroll and
+	// verifyEmail, with the user and the factor, before the answer is
+	// written; a host refreshes the session's MFA time there (renews the
+	// session token and records User.MFAAt = now), so step-up checks pass.
+	// It may set headers (a cookie) and must not write the body. Default
+	// nil.
+	OnVerified func(w http.ResponseWriter, r *http.Request, u User, f mfa.Factor)
 }
 
 // Handlers serves the MFA setup API of one mfa.Service. Each method returns
@@ -49,11 +82,16 @@ type Handlers struct {
 	addressOf mfa.AddressFunc
 }
 
-// New returns the Handlers of svc, authenticating callers with authz.
+// New returns the Handlers of svc, finding the user behind each request
+// with authn (Bearer(t) for OAuth access tokens, or the host's own, such
+// as one that reads a session cookie). authn must not be nil.
 // The handlers tell time by svc's clock (mfa.Config.Now), the one clock of
 // the kit, and look email addresses up in its Directory
 // (mfa.Config.Directory).
-func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
+func New(svc *mfa.Service, authn Authenticator, cfg Config) *Handlers {
+	if authn == nil {
+		panic("httpx: New needs an Authenticator")
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4096
 	}
@@ -65,6 +103,9 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 	}
 	if cfg.StepUpMaxAge <= 0 {
 		cfg.StepUpMaxAge = 10 * time.Minute
+	}
+	if cfg.CrossOrigin == nil {
+		cfg.CrossOrigin = http.NewCrossOriginProtection()
 	}
 	h := &Handlers{svc: svc, cfg: cfg, now: time.Now} // time.Now only without a Service, where nothing is served
 	if svc != nil {
@@ -83,14 +124,18 @@ func New(svc *mfa.Service, authz Authorizer, cfg Config) *Handlers {
 		}
 		cfg.ErrorHandler(w, r, err)
 	}
-	h.auth = &Auth{authz: authz, onError: h.cfg.ErrorHandler, trusted: cfg.TrustedProxies, now: h.now}
+	h.auth = &Auth{authn: authn, clients: cfg.Clients, onError: h.cfg.ErrorHandler,
+		trusted: cfg.TrustedProxies, now: h.now, svc: svc, withoutFactor: cfg.StepUpWithoutFactor}
+	if _, ok := authn.(bearer); ok {
+		h.auth.userSchemes = []string{schemeBearer}
+	}
 	return h
 }
 
 // loggedByService reports whether the mfa.Service has logged err already:
 // it logs each Store, Mailer or key failure (mfa.ErrInternal) and each
 // undelivered email (mfa.ErrMailUnavailable) once, with the operation.
-// The handlers log the other server errors (an Authorizer or a Directory
+// The handlers log the other server errors (an Authenticator or a Directory
 // that failed, say), so every failure makes one log line.
 func loggedByService(err error) bool {
 	return errors.Is(err, mfa.ErrInternal) || errors.Is(err, mfa.ErrMailUnavailable)
@@ -104,9 +149,10 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.cfg.ErrorHandler(w, r, err)
 }
 
-// endpoint wraps fn with the method check. allow is one method or several
-// joined by ", ". Authentication is added by the caller, before anything
-// reads the body (S18), and with it the request info (withInfo).
+// endpoint wraps fn with the method check and, for a state-changing
+// method, the cross-origin check (checkOrigin). allow is one method or
+// several joined by ", ". Authentication is added by the caller, before
+// anything reads the body (S18), and with it the request info (withInfo).
 func (h *Handlers) endpoint(allow string, fn http.HandlerFunc) http.Handler {
 	methods := strings.Split(allow, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -114,6 +160,10 @@ func (h *Handlers) endpoint(allow string, fn http.HandlerFunc) http.Handler {
 			w.Header().Set("Allow", allow)
 			h.fail(w, r, NewProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
 				r.Method+" is not allowed here; use "+allow))
+			return
+		}
+		if err := h.checkOrigin(r); err != nil {
+			h.fail(w, r, err)
 			return
 		}
 		fn(w, r)
@@ -156,7 +206,7 @@ func (h *Handlers) userEndpoint(method string, fn func(w http.ResponseWriter, r 
 	return h.endpoint(method, func(w http.ResponseWriter, r *http.Request) {
 		u, err := h.auth.CheckUser(r)
 		if err != nil {
-			h.auth.refuse(w, r, err, schemeBearer)
+			h.auth.refuse(w, r, err, h.auth.userSchemes...)
 			return
 		}
 		fn(w, h.withInfo(r, u), u)
@@ -178,25 +228,6 @@ func requireQuery(r *http.Request, want mfa.Factor) error {
 		return invalidParam("mfatype", "query parameter is required and must be "+string(want))
 	case len(got) > 1 || got[0] != string(want):
 		return invalidParam("mfatype", "must be "+string(want))
-	}
-	return nil
-}
-
-// stepUpForSecondFactor asks for a recent MFA before a user who already
-// holds a verified factor adds another one (S17's step-up rule): a stolen
-// password-only session must not be able to add the thief's factor.
-func (h *Handlers) stepUpForSecondFactor(r *http.Request, u User, adding mfa.Factor) error {
-	if recentMFA(u, h.cfg.StepUpMaxAge, h.now()) {
-		return nil
-	}
-	st, err := h.svc.Status(r.Context(), u.Username)
-	if err != nil {
-		return err
-	}
-	for f, d := range st.Details {
-		if f != adding && d.Verified {
-			return &mfaRequiredError{maxAge: h.cfg.StepUpMaxAge}
-		}
 	}
 	return nil
 }

@@ -29,7 +29,8 @@ import (
 	"github.com/mfakit/mfakit/storage/memstore"
 )
 
-// authz is a test Authorizer: fixed tokens and one client. Each test
+// authz is the test's OAuth identity system, a TokenAuthenticator and a
+// ClientAuthenticator: fixed tokens and one client. Each test
 // builds its own with newAuthz; nothing of it is shared.
 type authz struct {
 	// now is the test's clock: MFA times are computed from it.
@@ -38,11 +39,11 @@ type authz struct {
 	// mfaAge is, per token, how long ago on the test's clock its session
 	// passed MFA; tokens without an entry never did.
 	mfaAge map[string]time.Duration
-	// expired tokens are refused as a real Authorizer refuses a lapsed session.
+	// expired tokens are refused as a real host refuses a lapsed session.
 	expired map[string]bool
 }
 
-// newAuthz returns the test Authorizer over the test's clock: alice, bob,
+// newAuthz returns the test identity system over the test's clock: alice, bob,
 // an admin and a user without email, each with a password-only session
 // token; alice also with a session that passed MFA just now ("alice-mfa")
 // and one that passed it an hour ago ("alice-stale"). "broken" fails like
@@ -137,15 +138,23 @@ func newEnvWith(t *testing.T, store storage.Store, cfg mfa.Config) *env {
 	return e
 }
 
-// handlers returns the API of e's Service (and so of e's clock), with
-// e's Authorizer.
+// handlers returns the API of e's Service (and so of e's clock), the
+// OAuth way: Bearer tokens of e's identity system, and its client
+// credentials (cfg.Clients, unless set).
 func (e *env) handlers(cfg httpx.Config) *httpx.Handlers {
-	return httpx.New(e.svc, e.authz, cfg)
+	if cfg.Clients == nil {
+		cfg.Clients = e.authz
+	}
+	return httpx.New(e.svc, httpx.Bearer(e.authz), cfg)
 }
 
 type request struct {
 	method, path, token, body, contentType, accept string
 	basic                                          [2]string
+	// cookie is the value of the session cookie "sid" (see cookieAuthn).
+	cookie string
+	// header holds more request headers, such as Origin.
+	header map[string]string
 }
 
 type response struct {
@@ -194,6 +203,12 @@ func (e *env) do(r request) response {
 	}
 	if r.accept != "" {
 		req.Header.Set("Accept", r.accept)
+	}
+	if r.cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "sid", Value: r.cookie})
+	}
+	for k, v := range r.header {
+		req.Header.Set(k, v)
 	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
@@ -298,10 +313,18 @@ func verifyBody(f, code string) string {
 // enrollQR enrolls token's user through the HTTP API and returns the URI.
 func (e *env) enrollQR(token string) string {
 	e.t.Helper()
-	r := e.do(request{method: "PUT", path: qrPath, token: token})
+	return e.enrollQRAs(request{token: token})
+}
+
+// enrollQRAs enrolls through the HTTP API the user whose credentials (token
+// or cookie) as holds, and returns the URI.
+func (e *env) enrollQRAs(as request) string {
+	e.t.Helper()
+	r := e.do(request{method: "PUT", path: qrPath, token: as.token, cookie: as.cookie})
 	expect(e.t, r, 200, "")
 	uri := decodeQR(e.t, r.body)
-	expect(e.t, e.do(request{method: "PUT", path: verifyPath, token: token, body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))}), 200, "")
+	expect(e.t, e.do(request{method: "PUT", path: verifyPath, token: as.token, cookie: as.cookie,
+		body: verifyBody("AUTHENTICATOR", e.codeFor(uri, 0))}), 200, "")
 	return uri
 }
 
@@ -480,7 +503,7 @@ func TestErrors(t *testing.T) {
 				t.Fatal("401 without WWW-Authenticate")
 			}
 			expect(t, e.do(request{method: rt.method, path: rt.path, token: "forged"}), 401, "unauthorized")
-			// 500 from a failing Authorizer says nothing internal.
+			// 500 from a failing Authenticator says nothing internal.
 			r = e.do(request{method: rt.method, path: rt.path, token: "broken"})
 			expect(t, r, 500, "internal_error")
 			if strings.Contains(string(r.body), "secret detail") {
@@ -558,7 +581,7 @@ func TestInternalErrorIsQuiet(t *testing.T) {
 // TestInternalErrorLoggedOnce: one log line per failure. The Service logs
 // its own (a Store or Mailer failure, with the operation), and the
 // handlers do not log it again; they log a failure that did not come from
-// the Service, such as an Authorizer that is down.
+// the Service, such as an Authenticator that is down.
 func TestInternalErrorLoggedOnce(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -597,7 +620,7 @@ func TestMountUnderPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	httpx.New(svc, newAuthz(time.Now), httpx.Config{}).Mount(mux, "/mfa/")
+	httpx.New(svc, httpx.Bearer(newAuthz(time.Now)), httpx.Config{}).Mount(mux, "/mfa/")
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host app") })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -624,14 +647,14 @@ func TestMountUnderPrefix(t *testing.T) {
 
 func TestClientIP(t *testing.T) {
 	t.Parallel()
-	h := httpx.New(nil, newAuthz(time.Now), httpx.Config{})
+	h := httpx.New(nil, httpx.Bearer(newAuthz(time.Now)), httpx.Config{})
 	r := httptest.NewRequest("GET", "/", nil)
 	r.RemoteAddr = "203.0.113.9:5555"
 	r.Header.Set("X-Forwarded-For", "198.51.100.1")
 	if got := h.Auth().ClientIP(r); got != "203.0.113.9" {
 		t.Fatalf("untrusted peer: ClientIP = %s", got)
 	}
-	trusted := httpx.New(nil, newAuthz(time.Now), httpx.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	trusted := httpx.New(nil, httpx.Bearer(newAuthz(time.Now)), httpx.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	r.RemoteAddr = "10.0.0.1:443"
 	r.Header.Set("X-Forwarded-For", "203.0.113.50, 198.51.100.1, 10.0.0.2")
 	if got := trusted.Auth().ClientIP(r); got != "198.51.100.1" {

@@ -118,7 +118,7 @@ func TestTwoInstances(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				srv := httptest.NewServer(httpx.New(svc, newAuthz(time.Now), httpx.Config{}).Handler())
+				srv := httptest.NewServer(httpx.New(svc, httpx.Bearer(newAuthz(time.Now)), httpx.Config{Clients: newAuthz(time.Now)}).Handler())
 				t.Cleanup(srv.Close)
 				envs[i] = &env{t: t, srv: srv, svc: svc, store: st, now: time.Now()}
 			}

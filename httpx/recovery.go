@@ -30,8 +30,8 @@ func (h *Handlers) RecoveryCodes() http.Handler {
 			writeJSON(w, http.StatusOK, RecoveryStatusResponse{Remaining: n})
 			return
 		}
-		if err := h.auth.CheckMFA(r, h.cfg.StepUpMaxAge); err != nil {
-			h.auth.refuse(w, r, err, schemeBearer)
+		if err := h.auth.stepUp(r.Context(), u, h.cfg.StepUpMaxAge); err != nil {
+			h.auth.refuse(w, r, err, h.auth.userSchemes...)
 			return
 		}
 		codes, err := h.svc.GenerateRecoveryCodes(r.Context(), u.Username)

@@ -1,16 +1,17 @@
 package httpx
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/mfakit/mfakit/mfa"
 )
 
-// ResetRequest is the body of resetMyQRCodeEnroll. With client
-// credentials StateToken (from the password step of a sign-in) names the
-// user; with a user token both StateToken and Username are absent (or
-// Username matches the token's user). Username is accepted for clients
-// written against older versions, and never names a user by itself (S23).
+// ResetRequest is the body of resetMyQRCodeEnroll. Without a user (the
+// lost phone) StateToken, from the password step of a sign-in, names the
+// user; for a user both StateToken and Username are absent (or Username
+// matches the user). Username is accepted for clients written against
+// older versions, and never names a user by itself (S23).
 type ResetRequest struct {
 	Username   string `json:"username" validate:"max=320"`
 	StateToken string `json:"stateToken" validate:"max=1024"`
@@ -20,35 +21,41 @@ type ResetRequest struct {
 
 // ResetMyQRCodeEnroll serves POST resetMyQRCodeEnroll. The caller proves a
 // factor the user still holds (S13):
-//   - Bearer user token: {"mfatype":"AUTHENTICATOR"|"RECOVERY","totp":"..."}
-//   - Basic client credentials: "stateToken" from the password step of a
-//     sign-in, with "mfatype":"AUTHENTICATOR", "EMAIL" (the code the
-//     challenge sent, after switching it to EMAIL) or "RECOVERY".
+//   - a user (see Auth.CheckUser: a Bearer token, a session cookie):
+//     {"mfatype":"AUTHENTICATOR"|"RECOVERY","totp":"..."}
+//   - anyone else (the lost phone): "stateToken" from the password step of
+//     a sign-in, with "mfatype":"AUTHENTICATOR", "EMAIL" (the code the
+//     challenge sent, after switching it to EMAIL) or "RECOVERY"; and,
+//     when Config.Clients is set, Basic client credentials.
 //
 // Client credentials are public in browser and mobile apps, so they never
-// stand in for the password (S23): with them, a body that names a user
-// only by "username" gets the answer of a wrong code, and nothing of that
-// user is read, counted or changed.
+// stand in for the password (S23): without a user, a body that names a
+// user only by "username" gets the answer of a wrong code, and nothing of
+// that user is read, counted or changed. A request that offers user
+// credentials (an Authorization header other than Basic) which the
+// Authenticator refuses gets 401, not the state-token path.
 func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 	return h.endpoint(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
-		var user string
-		viaClient := false
-		if _, ok := bearerToken(r); ok {
-			u, err := h.auth.CheckUser(r)
-			if err != nil {
-				h.auth.refuse(w, r, err, schemeBearer)
-				return
-			}
-			user = u.Username
+		u, authErr := h.auth.CheckUser(r)
+		viaToken := false
+		switch {
+		case authErr == nil:
 			r = h.withInfo(r, u)
-		} else {
-			if _, err := h.auth.CheckClient(r); err != nil {
-				h.auth.refuse(w, r, err, schemeBasic, schemeBearer)
-				return
+		case !errors.Is(authErr, ErrUnauthorized) || offersUserCredentials(r):
+			h.auth.refuse(w, r, authErr, h.auth.userSchemes...)
+			return
+		default:
+			// No user: the body's state token must prove the password step.
+			if h.auth.clients != nil {
+				if _, err := h.auth.CheckClient(r); err != nil {
+					h.auth.refuse(w, r, err, append([]string{schemeBasic}, h.auth.userSchemes...)...)
+					return
+				}
 			}
 			r = h.withInfo(r, User{})
-			viaClient = true
+			viaToken = true
 		}
+		user := u.Username
 		var req ResetRequest
 		if err := decodeJSON(r, h.cfg.MaxBodyBytes, &req, false); err != nil {
 			h.fail(w, r, err)
@@ -61,21 +68,22 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 		}
 		var err error
 		switch {
-		case viaClient && req.StateToken == "":
-			// Client credentials are public (S23): a username and a code
-			// never remove a factor. The answer is a wrong code's, and
-			// nothing of the named user is read or counted.
+		case viaToken && req.StateToken == "":
+			// Without a user only the state token names one (S23): a
+			// username and a code never remove a factor. The answer is a
+			// wrong code's, and nothing of the named user is read or
+			// counted.
 			err = mfa.ErrInvalidCode
-		case viaClient && req.Username != "":
+		case viaToken && req.Username != "":
 			h.fail(w, r, invalidParam("username", "must be omitted with stateToken"))
 			return
-		case viaClient:
+		case viaToken:
 			err = h.svc.ResetAuthenticatorWithChallenge(r.Context(), req.StateToken, proof)
 		case req.StateToken != "":
-			h.fail(w, r, invalidParam("stateToken", "is for client credentials only"))
+			h.fail(w, r, invalidParam("stateToken", "is for a caller who is not signed in"))
 			return
 		case req.Username != "" && req.Username != user:
-			h.fail(w, r, invalidParam("username", "must be omitted or match the token's user"))
+			h.fail(w, r, invalidParam("username", "must be omitted or name the signed-in user"))
 			return
 		case proof.Factor == mfa.Email:
 			h.fail(w, r, invalidParam("mfatype", "EMAIL needs a stateToken"))

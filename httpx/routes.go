@@ -37,29 +37,41 @@ func (h *Handlers) Routes() []Route {
 }
 
 // Mount registers every route on mux under prefix ("" or "/" for the root,
-// else a path such as "/mfa"). Each pattern is registered without a
-// method, so a wrong method reaches the handler and gets a problem+json
-// 405 with Allow.
-func (h *Handlers) Mount(mux *http.ServeMux, prefix string) {
+// else a path such as "/mfa"), each wrapped in middleware, outermost first
+// (as chi's Use): session loading, say, so that the Authenticator or a
+// WithUser set by the middleware finds the session. Each pattern is
+// registered without a method, so a wrong method reaches the handler and
+// gets a problem+json 405 with Allow.
+func (h *Handlers) Mount(mux *http.ServeMux, prefix string, middleware ...func(http.Handler) http.Handler) {
 	prefix = strings.TrimRight(prefix, "/")
 	if prefix != "" && !strings.HasPrefix(prefix, "/") {
 		prefix = "/" + prefix
 	}
 	for _, rt := range h.Routes() {
+		handler := wrap(rt.Handler, middleware)
 		for _, p := range rt.Paths {
-			mux.Handle(prefix+p, rt.Handler)
+			mux.Handle(prefix+p, handler)
 		}
 	}
 }
 
-// Handler returns an http.Handler serving every route at the root, and a
-// problem+json 404 for any other path. Hosts mount it under a prefix with
-// http.StripPrefix, or use Mount to share their own mux.
-func (h *Handlers) Handler() http.Handler {
+// Handler returns an http.Handler serving every route at the root, each
+// wrapped in middleware as Mount wraps it, and a problem+json 404 for any
+// other path. Hosts mount it under a prefix with http.StripPrefix, or use
+// Mount to share their own mux.
+func (h *Handlers) Handler(middleware ...func(http.Handler) http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	h.Mount(mux, "")
+	h.Mount(mux, "", middleware...)
 	mux.Handle("/", NotFound(h.cfg.ErrorHandler))
 	return mux
+}
+
+// wrap returns next inside middleware, the first outermost.
+func wrap(next http.Handler, middleware []func(http.Handler) http.Handler) http.Handler {
+	for i := len(middleware) - 1; i >= 0; i-- {
+		next = middleware[i](next)
+	}
+	return next
 }
 
 // NotFound returns a handler that answers every request with a

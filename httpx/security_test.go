@@ -113,8 +113,11 @@ func TestAttackMatrix(t *testing.T) {
 				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)
-				// A step-up request (401 mfa_required) has authenticated the caller.
-				stepUp := rec.Code == 401 && strings.Contains(rec.Body.String(), `"code":"mfa_required"`)
+				// A step-up request (401 mfa_required, or 403
+				// enrollment_required for a user without a factor) has
+				// authenticated the caller.
+				stepUp := rec.Code == 401 && strings.Contains(rec.Body.String(), `"code":"mfa_required"`) ||
+					rec.Code == 403 && strings.Contains(rec.Body.String(), `"code":"enrollment_required"`)
 				switch {
 				case want != 0 && rec.Code != want:
 					t.Fatalf("status %d, want %d: %s", rec.Code, want, rec.Body)
@@ -132,7 +135,7 @@ func TestAttackMatrix(t *testing.T) {
 }
 
 // TestWWWAuthenticate: each refusal names the schemes its route takes,
-// and a missing step-up gets the RFC 9470 challenge; a failing Authorizer
+// and a missing step-up gets the RFC 9470 challenge; a failing Authenticator
 // gets none (it is not the caller's credentials that failed).
 func TestWWWAuthenticate(t *testing.T) {
 	t.Parallel()
@@ -148,7 +151,7 @@ func TestWWWAuthenticate(t *testing.T) {
 	}{
 		{"user route", request{method: "GET", path: detailsPath}, `Bearer realm="mfakit"`},
 		{"user route, expired token", request{method: "GET", path: detailsPath, token: "expired-token"}, `Bearer realm="mfakit"`},
-		{"user route, failing Authorizer", request{method: "GET", path: detailsPath, token: "broken"}, ""},
+		{"user route, failing Authenticator", request{method: "GET", path: detailsPath, token: "broken"}, ""},
 		{"self reset, bad token", request{method: "POST", path: resetMyPath, token: "forged", body: "{}"}, `Bearer realm="mfakit"`},
 		{"self reset, bad client", request{method: "POST", path: resetMyPath, basic: client, body: "{}"}, `Basic realm="mfakit", Bearer realm="mfakit"`},
 		{"self reset, nothing", request{method: "POST", path: resetMyPath, body: "{}"}, `Basic realm="mfakit", Bearer realm="mfakit"`},

@@ -20,7 +20,8 @@ type FactorResponse struct {
 }
 
 // verifyEndpoint serves a PUT whose body is a CodeRequest for factor f:
-// verify checks the caller's code, and the answer is f verified.
+// verify checks the caller's code, Config.OnVerified hears of it, and the
+// answer is f verified.
 func (h *Handlers) verifyEndpoint(f mfa.Factor, verify func(ctx context.Context, user, code string) error) http.Handler {
 	return h.userEndpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request, u User) {
 		var req CodeRequest
@@ -35,6 +36,9 @@ func (h *Handlers) verifyEndpoint(f mfa.Factor, verify func(ctx context.Context,
 		if err := verify(r.Context(), u.Username, req.TOTP); err != nil {
 			h.fail(w, r, err)
 			return
+		}
+		if h.cfg.OnVerified != nil {
+			h.cfg.OnVerified(w, r, u, f)
 		}
 		writeJSON(w, http.StatusOK, FactorResponse{MFAType: f, Verified: true})
 	})

@@ -81,7 +81,10 @@ func newApp(o options, out io.Writer) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	a.api = httpx.New(a.svc, a.id, httpx.Config{})
+	// OAuth style: Bearer access tokens from /oauth/token, and the demo's
+	// clients for the lost-phone routes (resetMyQRCodeEnroll with a state
+	// token, the challenge switch), as before.
+	a.api = httpx.New(a.svc, httpx.Bearer(a.id), httpx.Config{Clients: a.id})
 	return a, nil
 }
 

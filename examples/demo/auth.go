@@ -60,8 +60,10 @@ func parseClients(s string) (map[string]string, error) {
 }
 
 // identity is the demo's whole identity system: password users, OAuth
-// clients, and opaque bearer tokens kept in memory. It implements
-// httpx.Authorizer. A real host plugs its own in instead.
+// clients, and opaque bearer tokens kept in memory. It is an
+// httpx.TokenAuthenticator (for httpx.Bearer) and an
+// httpx.ClientAuthenticator (httpx.Config.Clients). A real host plugs its
+// own in instead.
 type identity struct {
 	users   map[string]demoUser
 	clients map[string]string
@@ -133,7 +135,7 @@ func (id *identity) endSessions(_ context.Context, user string) {
 	}
 }
 
-// AuthenticateToken implements httpx.Authorizer.
+// AuthenticateToken implements httpx.TokenAuthenticator.
 func (id *identity) AuthenticateToken(_ context.Context, token string) (httpx.User, error) {
 	id.mu.Lock()
 	s, ok := id.tokens[token]
@@ -174,7 +176,7 @@ func (id *identity) EmailOf(_ context.Context, name string) (string, error) {
 	return id.email(name), nil
 }
 
-// AuthenticateClient implements httpx.Authorizer.
+// AuthenticateClient implements httpx.ClientAuthenticator.
 func (id *identity) AuthenticateClient(_ context.Context, clientID, secret string) error {
 	want, ok := id.clients[clientID]
 	if !ok {

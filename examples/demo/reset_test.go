@@ -108,8 +108,10 @@ func assertEnded(t *testing.T, d *demo, tokens ...string) {
 	if status, body := d.call("GET", "/oauth/users/mfaDetails", fresh, ""); status != 200 || !strings.Contains(string(body), `"details":{}`) {
 		t.Fatalf("a sign-in after the reset: %d %s", status, body)
 	}
-	// The new session has not passed MFA: it cannot step up.
-	if status, body := d.call("POST", "/oauth/users/mfa/recoveryCodes", fresh, ""); status != 401 || !strings.Contains(string(body), "mfa_required") {
+	// The new session has not passed MFA, and alice has no factor left to
+	// pass it with: a step-up tells her to set one up first
+	// (httpx.StepUpEnroll, the default).
+	if status, body := d.call("POST", "/oauth/users/mfa/recoveryCodes", fresh, ""); status != 403 || !strings.Contains(string(body), "enrollment_required") {
 		t.Fatalf("step-up on a sign-in after the reset: %d %s", status, body)
 	}
 }

@@ -41,8 +41,6 @@ func (t tokens) AuthenticateToken(_ context.Context, token string) (httpx.User, 
 	return t.users[n], nil
 }
 
-func (tokens) AuthenticateClient(context.Context, string, string) error { return httpx.ErrUnauthorized }
-
 type kit struct {
 	o       options
 	svc     *mfa.Service
@@ -151,7 +149,7 @@ func newKit(ctx context.Context, o options) (*kit, error) {
 		k.close()
 		return nil, err
 	}
-	k.srv = &http.Server{Handler: httpx.New(k.svc, az, httpx.Config{}).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	k.srv = &http.Server{Handler: httpx.New(k.svc, httpx.Bearer(az), httpx.Config{}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go k.srv.Serve(ln)
 	k.url = "http://" + ln.Addr().String()
 	k.closers = append(k.closers, func() { k.srv.Close() })

@@ -1,5 +1,5 @@
 // Package exampleapp is what the framework examples share: the kit on an
-// in-memory store, a fixed-token Authorizer, the decoding of path
+// in-memory store, fixed Bearer tokens, the decoding of path
 // parameters their adapters need, and the enrollment journey and checks
 // their tests drive through each framework's router.
 package exampleapp
@@ -25,24 +25,22 @@ import (
 )
 
 // Tokens maps the example bearer tokens to their users. A real host plugs
-// its own sessions or OAuth tokens in through an httpx.Authorizer.
+// its own sessions in through an httpx.Authenticator, or its OAuth tokens
+// through httpx.Bearer.
 var Tokens = map[string]httpx.User{
 	"alice-token": {Username: "alice@example.com", Email: "alice@example.com", Roles: []string{"ROLE_USER"}},
 	"admin-token": {Username: "admin@example.com", Email: "admin@example.com", Roles: []string{"ROLE_ADMIN_CUSTOMER"}},
 }
 
-type authorizer struct{}
+// tokens resolves the example bearer tokens (httpx.TokenAuthenticator).
+type tokens struct{}
 
-func (authorizer) AuthenticateToken(_ context.Context, token string) (httpx.User, error) {
+func (tokens) AuthenticateToken(_ context.Context, token string) (httpx.User, error) {
 	u, ok := Tokens[token]
 	if !ok {
 		return httpx.User{}, httpx.ErrUnauthorized
 	}
 	return u, nil
-}
-
-func (authorizer) AuthenticateClient(context.Context, string, string) error {
-	return httpx.ErrUnauthorized
 }
 
 // NewAPI returns the kit's handlers on a fresh in-memory store; emails are
@@ -52,7 +50,7 @@ func NewAPI() (*httpx.Handlers, error) {
 	if err != nil {
 		return nil, err
 	}
-	return httpx.New(svc, authorizer{}, httpx.Config{}), nil
+	return httpx.New(svc, httpx.Bearer(tokens{}), httpx.Config{}), nil
 }
 
 // SetPathValue sets the path parameter name of r to value, as a router
