@@ -146,6 +146,17 @@ func (b *browser) expect(what string, got answer, status int, location ...string
 	return got
 }
 
+// sessionToken is the value of the browser's session cookie.
+func (b *browser) sessionToken() string {
+	u, _ := url.Parse(b.ta.srv.URL)
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == "session" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
 var stateTokenInput = regexp.MustCompile(`name="state_token" value="([^"]+)"`)
 
 // login posts the password form and returns the state token of the code
@@ -255,8 +266,12 @@ func TestJourney(t *testing.T) {
 	if got := b.get("/account/export"); got.status != http.StatusUnauthorized || got.problemCode() != "mfa_required" {
 		t.Fatalf("export, stale MFA: %d %s", got.status, got.body)
 	}
+	before := b.sessionToken()
 	b.expect("re-verify", b.call(http.MethodPut, "/mfa/oauth/users/mfa/verify",
 		`{"mfatype":"AUTHENTICATOR","totp":"`+app.code(ta.clock)+`"}`), http.StatusOK)
+	if b.sessionToken() == before {
+		t.Error("re-verifying kept the session token; OnVerified should renew it")
+	}
 	b.expect("export after re-verifying", b.get("/account/export"), http.StatusOK)
 
 	b.expect("delete, wrong password", b.post("/account/delete", url.Values{"password": {"nope"}}), http.StatusUnauthorized)

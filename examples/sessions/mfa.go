@@ -39,6 +39,7 @@ func (a *app) mountMFA(ctx context.Context, mux *http.ServeMux) error {
 		return err
 	}
 	verified := func(_ http.ResponseWriter, r *http.Request, u httpx.User, _ mfa.Factor) {
+		a.logError(r.Context(), a.sessions.RenewToken(r.Context())) // a new token for the raised privilege
 		a.sessions.Put(r.Context(), "mfa_at:"+u.Username, a.now())
 	}
 	kit := httpx.New(a.mfa, httpx.AuthenticatorFunc(a.mfaUser), httpx.Config{OnVerified: verified})
