@@ -27,6 +27,7 @@ import (
 // A reset of a user's MFA by an administrator ends the user's sessions
 // (EndSessions), as "sign out everywhere" does.
 func (a *app) mountMFA(ctx context.Context, mux *http.ServeMux) error {
+	// The key and the store do not depend on each other: one check for both.
 	keys, err := mfa.LoadOrCreateKeyFile(a.dbPath + ".key")
 	store, storeErr := sqlstore.New(a.db, sqlstore.SQLite, sqlstore.Options{TablePrefix: "mfa_"})
 	if err = errors.Join(err, storeErr); err != nil {
