@@ -107,7 +107,7 @@ type AddressFunc func(ctx context.Context, user string) (string, error)
 // before anything about the user is looked up (S26): addressOf is called
 // only for the user of a live token, to find where an EMAIL code goes.
 func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, addressOf AddressFunc) (Challenge, error) {
-	user, _, expires, err := s.consumeToken(ctx, token)
+	user, from, expires, err := s.consumeToken(ctx, token)
 	if err != nil {
 		return Challenge{}, err
 	}
@@ -132,7 +132,7 @@ func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, 
 		}
 	}
 	// Refused (throttled, say): the old token stays good.
-	s.restoreToken(ctx, user, token, expires)
+	s.restoreToken(ctx, user, from, token, expires)
 	return Challenge{}, err
 }
 
@@ -187,10 +187,15 @@ func (s *Service) consumeToken(ctx context.Context, token string) (string, Facto
 	if err != nil {
 		return "", "", time.Time{}, err
 	}
-	switch err := s.consumeCode(ctx, user, purposeLogin, token); {
-	case errors.Is(err, storage.ErrExpired):
+	// Expiry is judged from the token's own claim, which tells an attacker
+	// nothing about the user. The store's ErrExpired is answered like any
+	// unknown token: it comes before the hash is compared, so it would tell
+	// that the named user has a sign-in in progress (S26).
+	if !s.cfg.Now().Before(expires) {
 		return "", "", time.Time{}, ErrTokenExpired
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrCodeMismatch):
+	}
+	switch err := s.consumeCode(ctx, user, purposeLogin, token); {
+	case errors.Is(err, storage.ErrExpired), errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrCodeMismatch):
 		return "", "", time.Time{}, ErrInvalidToken
 	case err != nil:
 		return "", "", time.Time{}, s.internal(ctx, "consume state token", err)
@@ -215,23 +220,50 @@ func (s *Service) CompleteChallenge(ctx context.Context, token string, proof Pro
 		proof.Factor = f
 	}
 	if proof.Factor != f && proof.Factor != Recovery {
-		s.restoreToken(ctx, user, token, expires)
+		s.restoreToken(ctx, user, f, token, expires)
 		return LoginResult{}, ErrUnsupportedProof
 	}
 	if err := s.checkProof(ctx, user, proof, purposeLoginEmail); err != nil {
 		if !errors.Is(err, ErrLocked) && !isInternal(err) {
-			s.restoreToken(ctx, user, token, expires)
+			s.restoreToken(ctx, user, f, token, expires)
 		}
 		return LoginResult{}, err
 	}
 	return LoginResult{User: user, Factor: proof.Factor}, nil
 }
 
-func (s *Service) restoreToken(ctx context.Context, user, token string, expires time.Time) {
-	err := s.store.PutCode(context.WithoutCancel(ctx), storage.Code{User: user, Purpose: purposeLogin,
-		Hash: s.keys.codeHash(user, purposeLogin, token), ExpiresAt: expires})
+// restoreToken puts a spent state token back after a refused code, so the
+// user may try again. A reset that ran while the code was checked must not
+// be undone by it (S15, S24): once the token is back, it is taken out again
+// unless the factor it was issued for is still verified, and was verified
+// before the token was issued (a token from before a reset and
+// re-enrollment is dead). Only this token is taken out: ConsumeCode checks
+// its hash, so a newer sign-in stays.
+func (s *Service) restoreToken(ctx context.Context, user string, f Factor, token string, expires time.Time) {
+	ctx = context.WithoutCancel(ctx)
+	hash := s.keys.codeHash(user, purposeLogin, token)
+	err := s.store.PutCode(ctx, storage.Code{User: user, Purpose: purposeLogin, Hash: hash, ExpiresAt: expires})
 	if err != nil {
 		s.cfg.Logger.ErrorContext(ctx, "mfa: could not restore a state token", "err", err)
+		return
+	}
+	if f == enrollMarker {
+		return // the user holds no factor: there is no reset to undo
+	}
+	// The token was issued at most a second after its expiry less the TTL
+	// (the expiry is truncated to the second): a factor verified by then
+	// predates the token.
+	issued := expires.Add(-s.cfg.ChallengeTTL + time.Second)
+	e, err := s.store.Enrollment(ctx, user, f)
+	if err == nil && e.Verified && !e.VerifiedAt.After(issued) {
+		return
+	}
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.cfg.Logger.ErrorContext(ctx, "mfa: could not check a restored state token; revoking it", "err", err)
+	}
+	if err := s.store.ConsumeCode(ctx, user, purposeLogin, hash, s.cfg.Now()); err != nil &&
+		!errors.Is(err, storage.ErrCodeMismatch) && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrExpired) {
+		s.cfg.Logger.ErrorContext(ctx, "mfa: could not revoke a restored state token", "err", err)
 	}
 }
 

@@ -2,7 +2,9 @@ package mfa_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,5 +297,86 @@ func TestSealedSecretBoundToEnrollment(t *testing.T) {
 	err := f.svc.CheckAuthenticator(ctx, "ann", f.code(secret, 0))
 	if err == nil || errors.Is(err, mfa.ErrInvalidCode) || !strings.Contains(err.Error(), "open secret") {
 		t.Fatalf("old device's secret in a new enrollment: %v", err)
+	}
+}
+
+// gateStore pauses the first ReserveAttempt after armed is set until gate
+// closes.
+type gateStore struct {
+	storage.Store
+	armed   atomic.Bool
+	once    sync.Once
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gateStore) ReserveAttempt(ctx context.Context, user string, f mfa.Factor, now time.Time, p storage.LockPolicy) (storage.Attempts, error) {
+	if g.armed.Load() {
+		g.once.Do(func() { close(g.entered); <-g.gate })
+	}
+	return g.Store.ReserveAttempt(ctx, user, f, now, p)
+}
+
+// S15, S24: a state token whose wrong code was being checked while an
+// admin reset ran is not put back alive; after re-enrollment it cannot
+// complete a sign-in with the new authenticator's code.
+func TestResetDuringWrongCodeKillsToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g := &gateStore{Store: memstore.New(), entered: make(chan struct{}), gate: make(chan struct{})}
+	clk := &clock{now: time.Date(2026, 11, 27, 12, 0, 10, 0, time.UTC)}
+	svc, err := mfa.New(g, &mailertest.Recorder{}, mfa.NewRandomKeyring(), mfa.Config{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{svc: svc, clock: clk}
+	secret := f.enroll(t, "vic")
+	ch, err := svc.StartChallenge(ctx, "vic", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	g.armed.Store(true)
+	go func() {
+		_, err := svc.CompleteChallenge(ctx, ch.Token, mfa.Proof{Code: wrongCode(f, secret, 0)})
+		done <- err
+	}()
+	<-g.entered
+	admin := mfa.Principal{Username: "boss", Roles: []string{"ROLE_ADMIN_CUSTOMER"}}
+	if err := svc.AdminResetAuthenticator(ctx, admin, "vic"); err != nil {
+		t.Fatal(err)
+	}
+	close(g.gate)
+	if err := <-done; !errors.Is(err, mfa.ErrInvalidCode) && !errors.Is(err, mfa.ErrNotEnrolled) {
+		t.Fatalf("wrong code during the reset: %v", err)
+	}
+	clk.Add(time.Minute)
+	secret = f.enroll(t, "vic")
+	clk.Add(30 * time.Second)
+	if _, err := svc.CompleteChallenge(ctx, ch.Token, mfa.Proof{Code: f.code(secret, 0)}); !errors.Is(err, mfa.ErrInvalidToken) {
+		t.Fatalf("the pre-reset token after re-enrollment: %v, want invalid token", err)
+	}
+}
+
+// S26: a forged token naming a user whose real sign-in lapsed is answered
+// like any unknown token; a real token past its expiry says expired.
+func TestExpiredSignInIsNoOracle(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, mfa.Config{})
+	ctx := context.Background()
+	f.enroll(t, "olga")
+	ch, _ := f.svc.StartChallenge(ctx, "olga", "")
+	f.clock.Add(11 * time.Minute)
+	forge := func(user string) string {
+		exp := strconv.FormatInt(f.clock.Now().Add(5*time.Minute).Unix(), 10)
+		return "v1." + base64.RawURLEncoding.EncodeToString([]byte(user)) + ".AUTHENTICATOR." + exp + ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	}
+	_, known := f.svc.CompleteChallenge(ctx, forge("olga"), mfa.Proof{Code: "123456"})
+	_, unknown := f.svc.CompleteChallenge(ctx, forge("nobody"), mfa.Proof{Code: "123456"})
+	if !errors.Is(known, mfa.ErrInvalidToken) || !errors.Is(unknown, mfa.ErrInvalidToken) {
+		t.Fatalf("forged tokens: %v / %v, want invalid token for both", known, unknown)
+	}
+	if _, err := f.svc.CompleteChallenge(ctx, ch.Token, mfa.Proof{Code: "123456"}); !errors.Is(err, mfa.ErrTokenExpired) {
+		t.Fatalf("the real token after its expiry: %v", err)
 	}
 }
