@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"errors"
 	"net/http"
 )
 
@@ -37,6 +38,19 @@ func (h *Handlers) RecoveryCodes() http.Handler {
 		codes, err := h.svc.GenerateRecoveryCodes(r.Context(), u.Username)
 		if err != nil {
 			h.fail(w, r, err)
+			return
+		}
+		// An admin reset ends the user's sessions, then removes their
+		// recovery codes (S24). A set written by a request that was
+		// authenticated before the sessions ended, and stored after the
+		// codes were removed, would survive: ask the Authenticator again,
+		// and take the set back if the session is gone.
+		if _, err := h.auth.authn.AuthenticateRequest(r); errors.Is(err, ErrUnauthorized) {
+			if rerr := h.svc.RevokeRecoveryCodes(r.Context(), u.Username); rerr != nil {
+				h.fail(w, r, rerr)
+				return
+			}
+			h.auth.refuse(w, r, err, h.auth.userSchemes...)
 			return
 		}
 		w.Header().Set("Pragma", "no-cache")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/mfakit/mfakit/storage"
@@ -53,8 +54,31 @@ func (s *Service) GenerateRecoveryCodes(ctx context.Context, user string) ([]str
 	if err := s.store.ResetAttempts(ctx, user, Recovery); err != nil {
 		return nil, s.internal(ctx, "store recovery codes", err)
 	}
+	// A reset that removed the last factor while the set was written
+	// would not see it: look again, and take the set back (S24).
+	if es, err = s.store.Enrollments(ctx, user); err != nil {
+		return nil, s.internal(ctx, "recovery codes", err)
+	}
+	if !slices.ContainsFunc(es, func(e storage.Enrollment) bool { return e.Verified }) {
+		if err := s.RevokeRecoveryCodes(ctx, user); err != nil {
+			return nil, err
+		}
+		return nil, ErrNotEnrolled
+	}
 	s.emit(ctx, EventRecoveryGenerated, user, Recovery, "")
 	return codes, nil
+}
+
+// RevokeRecoveryCodes removes the user's recovery codes, e.g. a set the
+// HTTP layer made for a caller whose session ended while it was made.
+func (s *Service) RevokeRecoveryCodes(ctx context.Context, user string) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	if err := s.store.ReplaceRecoveryCodes(ctx, user, nil); err != nil {
+		return s.internal(ctx, "revoke recovery codes", err)
+	}
+	return nil
 }
 
 // RecoveryCodesLeft reports how many unused recovery codes the user has.

@@ -76,6 +76,14 @@ func (s *Service) removeAuthenticator(ctx context.Context, user string, typ Even
 		closeAll = !slices.ContainsFunc(es, func(e storage.Enrollment) bool { return e.Verified })
 	}
 	if closeAll {
+		// Sessions end first, then the recovery codes go: a set written
+		// by a session that was still alive is then removed here, or
+		// written after its session ended, where the HTTP layer's second
+		// look at the caller takes it back (S24).
+		s.emit(ctx, EventSessionsEnded, user, Authenticator, string(typ))
+		if s.cfg.EndSessions != nil {
+			s.cfg.EndSessions(context.WithoutCancel(ctx), user)
+		}
 		if err := s.store.ReplaceRecoveryCodes(ctx, user, nil); err != nil {
 			return s.internal(ctx, "reset recovery codes", err)
 		}
@@ -84,12 +92,6 @@ func (s *Service) removeAuthenticator(ctx context.Context, user string, typ Even
 		}
 	}
 	s.emit(ctx, typ, user, Authenticator, "")
-	if closeAll {
-		s.emit(ctx, EventSessionsEnded, user, Authenticator, string(typ))
-		if s.cfg.EndSessions != nil {
-			s.cfg.EndSessions(context.WithoutCancel(ctx), user)
-		}
-	}
 	s.notify(ctx, user, Authenticator, "removed")
 	return nil
 }
