@@ -132,7 +132,7 @@ func (s *Service) sendCode(ctx context.Context, user, address, purpose string, e
 		return ErrNoEmail
 	}
 	now := s.cfg.Now()
-	wait, err := s.store.ReserveSend(ctx, "email:"+user, now, s.limits)
+	wait, err := s.store.ReserveSend(ctx, emailSendKey(user), now, s.limits)
 	if err != nil {
 		return s.internal(ctx, "reserve send", err)
 	}
@@ -157,7 +157,7 @@ func (s *Service) sendCode(ctx context.Context, user, address, purpose string, e
 		bg := context.WithoutCancel(ctx)
 		_ = s.store.DeleteCode(bg, user, purpose)
 		if r, ok := s.store.(storage.SendReleaser); ok {
-			_ = r.ReleaseSend(bg, "email:"+user, now)
+			_ = r.ReleaseSend(bg, emailSendKey(user), now)
 		}
 		s.cfg.Logger.ErrorContext(ctx, "mfa: email not delivered", "err", err)
 		return fmt.Errorf("%w: %w", ErrMailUnavailable, err)
