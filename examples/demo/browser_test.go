@@ -1,67 +1,22 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/mfakit/mfakit/examples/internal/browsertest"
 	"github.com/mfakit/mfakit/mfa"
 )
-
-// findChromium returns Debian's Chromium (or another Chrome on PATH).
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// artifactDir is where the screenshot goes: $MFAKIT_ARTIFACTS (.ci/run
-// points it at an ignored folder), else the test's temporary directory,
-// so a test run never writes into the working tree.
-func artifactDir(t *testing.T) string {
-	dir := os.Getenv("MFAKIT_ARTIFACTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestBrowserJourney drives the demo page in headless Chromium: sign in,
 // set up the authenticator by reading the key off the page, type the code
 // computed from it, and see the factor verified (issue #7).
 func TestBrowserJourney(t *testing.T) {
-	browser := findChromium()
-	if browser == "" {
-		t.Skip("no Chromium found (apt-get install chromium): skipping the browser test")
-	}
+	ctx := browsertest.Start(t, 90*time.Second)
 	d := startDemo(t, "-db", "")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(900, 1200))
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	// The first call starts the browser and must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", browser, err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
 
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	err := chromedp.Do(ctx,
@@ -106,11 +61,7 @@ func TestBrowserJourney(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(artifactDir(t), "browser-journey.png")
-	if err := os.WriteFile(out, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", out)
+	browsertest.Save(t, "browser-journey.png", png)
 
 	// A wrong code shows the problem's detail to the person.
 	err = chromedp.Do(ctx,

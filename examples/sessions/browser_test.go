@@ -3,41 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/mfakit/mfakit/examples/internal/browsertest"
 	"github.com/mfakit/mfakit/mfa"
 )
-
-// findChromium returns Debian's Chromium (or another Chrome on PATH).
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// artifactDir is where screenshots go: $MFAKIT_ARTIFACTS (.ci/run points
-// it at an ignored folder), else the test's temporary directory, so a test
-// run never writes into the working tree.
-func artifactDir(t *testing.T) string {
-	dir := os.Getenv("MFAKIT_ARTIFACTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // js quotes s for a JavaScript expression.
 func js(s string) string {
@@ -69,26 +43,8 @@ func shown(sel string) chromedp.Action[chromedp.Void] {
 // the step-up's age, with a new code), delete the account, and sign up
 // again under the same name without MFA.
 func TestBrowserJourney(t *testing.T) {
-	browser := findChromium()
-	if browser == "" {
-		t.Skip("no Chromium found (apt-get install chromium): skipping the browser test")
-	}
+	ctx := browsertest.Start(t, 90*time.Second)
 	ta := startApp(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(900, 1200))
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	// The first call starts the browser and must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", browser, err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
 
 	const alice, password = "alice@example.com", "alice-password"
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
@@ -104,11 +60,7 @@ func TestBrowserJourney(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := filepath.Join(artifactDir(t), name)
-		if err := os.WriteFile(out, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", out)
+		browsertest.Save(t, name, png)
 	}
 	login := func(name, password string) []chromedp.Action[chromedp.Void] {
 		return []chromedp.Action[chromedp.Void]{

@@ -1,0 +1,72 @@
+// Package browsertest starts the headless Chromium that the examples'
+// browser tests drive, with the options this project's machines need, and
+// keeps their screenshots out of the working tree.
+package browsertest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Start returns a chromedp context on a fresh headless Chromium (Debian's
+// chromium, or another Chrome on PATH) whose actions time out after
+// timeout; the browser ends with the test. Without a browser it skips t.
+func Start(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	browser := find()
+	if browser == "" {
+		t.Skip("no Chromium found (apt-get install chromium): skipping the browser test")
+	}
+	// Without the background-networking flags Chromium keeps dialling
+	// hosts a closed network refuses.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(900, 1200))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	// The first call starts the browser and must not carry a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", browser, err)
+	}
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	t.Cleanup(cancelTimeout)
+	return ctx
+}
+
+func find() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// Save writes a screenshot named name where artifacts go —
+// $MFAKIT_ARTIFACTS (.ci/run points it at an ignored folder), else the
+// test's temporary directory, so a test run never writes into the working
+// tree — and logs where.
+func Save(t *testing.T, name string, png []byte) {
+	t.Helper()
+	dir := os.Getenv("MFAKIT_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, name)
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
+}
