@@ -9,6 +9,7 @@ import (
 
 	"github.com/mfakit/mfakit/mailer/mailertest"
 	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/mfa/mfatest"
 	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
 )
@@ -62,8 +63,8 @@ func TestForgetUser(t *testing.T) {
 	if got := len(f.mail.Messages()); got != sent {
 		t.Fatalf("ForgetUser sent %d emails, want none", got-sent)
 	}
-	if !f.events.has(mfa.EventUserForgotten) {
-		t.Fatalf("no %s event in %v", mfa.EventUserForgotten, f.events.types())
+	if !f.events.Has(mfa.EventUserForgotten) {
+		t.Fatalf("no %s event in %v", mfa.EventUserForgotten, f.events.Types())
 	}
 	mu.Lock()
 	if len(ended) != 1 || ended[0] != u {
@@ -140,7 +141,7 @@ func (forgetFailing) ForgetUser(context.Context, string, []string) error {
 
 // A store failure is an internal error, with no event and no EndSessions.
 func TestForgetUserStoreFailure(t *testing.T) {
-	ev := &events{}
+	ev := &mfatest.Recorder{}
 	called := false
 	svc, err := mfa.New(forgetFailing{memstore.New()}, &mailertest.Recorder{}, mfa.NewRandomKeyring(),
 		mfa.Config{Events: ev, EndSessions: func(context.Context, string) { called = true }})
@@ -150,7 +151,7 @@ func TestForgetUserStoreFailure(t *testing.T) {
 	if err := svc.ForgetUser(context.Background(), "quinn"); !errors.Is(err, mfa.ErrInternal) {
 		t.Fatalf("ForgetUser on a failing store: %v, want ErrInternal", err)
 	}
-	if ev.has(mfa.EventUserForgotten) || called {
+	if ev.Has(mfa.EventUserForgotten) || called {
 		t.Fatal("a failed ForgetUser reported success (event or EndSessions)")
 	}
 }

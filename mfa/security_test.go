@@ -51,7 +51,7 @@ func TestConcurrentChecksAreBounded(t *testing.T) {
 	}
 	wg.Wait()
 	compared := 0
-	for _, e := range f.events.list {
+	for _, e := range f.events.Events() {
 		if e.User == "burst" && e.Type == mfa.EventFailure {
 			compared++
 		}
@@ -104,7 +104,7 @@ func TestAdminResetClosesEveryWayBack(t *testing.T) {
 	if err := f.svc.AdminResetAuthenticator(ctx, admin, "rita"); err != nil {
 		t.Fatal(err)
 	}
-	if len(ended) != 1 || ended[0] != "rita" || !f.events.has(mfa.EventSessionsEnded) {
+	if len(ended) != 1 || ended[0] != "rita" || !f.events.Has(mfa.EventSessionsEnded) {
 		t.Fatalf("sessions not ended: %v", ended)
 	}
 	if n, _ := f.svc.RecoveryCodesLeft(ctx, "rita"); n != 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mfakit/mfakit/mailer/mailertest"
 	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/mfa/mfatest"
 	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
 )
@@ -27,49 +28,19 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-type events struct {
-	mu   sync.Mutex
-	list []mfa.Event
-}
-
-func (e *events) HandleEvent(_ context.Context, ev mfa.Event) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.list = append(e.list, ev)
-}
-
-func (e *events) types() []mfa.EventType {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []mfa.EventType
-	for _, ev := range e.list {
-		out = append(out, ev.Type)
-	}
-	return out
-}
-
-func (e *events) has(t mfa.EventType) bool {
-	for _, got := range e.types() {
-		if got == t {
-			return true
-		}
-	}
-	return false
-}
-
 type fixture struct {
 	svc    *mfa.Service
 	store  *memstore.Store
 	mail   *mailertest.Recorder
 	clock  *clock
-	events *events
+	events *mfatest.Recorder
 }
 
 func newFixture(t *testing.T, cfg mfa.Config) *fixture {
 	t.Helper()
 	f := &fixture{store: memstore.New(), mail: &mailertest.Recorder{},
 		clock:  &clock{now: time.Date(2026, 11, 27, 12, 0, 10, 0, time.UTC)},
-		events: &events{}}
+		events: &mfatest.Recorder{}}
 	cfg.Now = f.clock.Now
 	cfg.Events = f.events
 	svc, err := mfa.New(f.store, f.mail, mfa.NewRandomKeyring(), cfg)
@@ -157,7 +128,7 @@ func TestSingleUse(t *testing.T) {
 	if err := f.svc.CheckAuthenticator(ctx, "alice", f.code(secret, 0)); !errors.Is(err, mfa.ErrCodeReused) {
 		t.Fatalf("enrollment code reused at login: %v", err)
 	}
-	if !f.events.has(mfa.EventReplay) {
+	if !f.events.Has(mfa.EventReplay) {
 		t.Fatal("S16: replay not reported as a replay")
 	}
 	f.clock.Add(30 * time.Second)
@@ -276,7 +247,7 @@ func TestLockout(t *testing.T) {
 	if !errors.As(err, &locked) || !locked.Until.Equal(f.clock.Now().Add(time.Minute)) {
 		t.Fatalf("5th failure: %v", err)
 	}
-	if !f.events.has(mfa.EventLockout) {
+	if !f.events.Has(mfa.EventLockout) {
 		t.Fatal("S16: no lockout event")
 	}
 	if err := f.svc.CheckAuthenticator(ctx, "carol", f.code(secret, 0)); !errors.Is(err, mfa.ErrLocked) {
@@ -428,7 +399,7 @@ func TestResets(t *testing.T) {
 	if err := f.svc.ResetAuthenticator(ctx, "frank", mfa.Proof{Factor: mfa.Authenticator, Code: f.code(secret, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	if !f.events.has(mfa.EventSelfReset) {
+	if !f.events.Has(mfa.EventSelfReset) {
 		t.Fatal("S16: no self_reset event")
 	}
 	st, _ := f.svc.Status(ctx, "frank")
@@ -451,14 +422,12 @@ func TestResets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.events.mu.Lock()
 	var last mfa.Event
-	for _, e := range f.events.list {
+	for _, e := range f.events.Events() {
 		if e.Type == mfa.EventAdminReset {
 			last = e
 		}
 	}
-	f.events.mu.Unlock()
 	if last.Type != mfa.EventAdminReset || last.Actor != "root" || last.User != "gina" || last.ClientIP != "192.0.2.7" || last.Time.IsZero() {
 		t.Fatalf("S14/S16 admin event = %+v", last)
 	}
@@ -471,12 +440,12 @@ func TestEventsCarryNoSecrets(t *testing.T) {
 	secret := f.enroll(t, "ivy")
 	_ = f.svc.CheckAuthenticator(ctx, "ivy", "000000")
 	want := []mfa.EventType{mfa.EventEnrollStarted, mfa.EventEnrollVerified}
-	got := f.events.types()
+	got := f.events.Types()
 	if len(got) < 3 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("events = %v", got)
 	}
 	code := f.code(secret, 0)
-	for _, ev := range f.events.list {
+	for _, ev := range f.events.Events() {
 		if strings.Contains(ev.Reason, code) {
 			t.Fatal("an event carries a code")
 		}

@@ -9,44 +9,23 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/mfa/mfatest"
 )
-
-// eventLog records the kit's audit events.
-type eventLog struct {
-	mu     sync.Mutex
-	events []mfa.Event
-}
-
-func (l *eventLog) HandleEvent(_ context.Context, e mfa.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, e)
-}
-
-// take returns the events recorded since the last take.
-func (l *eventLog) take() []mfa.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := l.events
-	l.events = nil
-	return out
-}
 
 // startDemoEvents is startDemo with the audit events going to the
 // returned log.
-func startDemoEvents(t *testing.T, args ...string) (*demo, *eventLog) {
+func startDemoEvents(t *testing.T, args ...string) (*demo, *mfatest.Recorder) {
 	t.Helper()
 	args = append([]string{"-db", filepath.Join(t.TempDir(), "demo.db")}, args...)
 	o, err := parseFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &eventLog{}
+	log := &mfatest.Recorder{}
 	o.events = log
 	out := &syncBuffer{}
 	a, err := newApp(o, out)
@@ -232,7 +211,7 @@ func TestDemoSignInEventsCarryClientIP(t *testing.T) {
 	if status, body := d.call("PUT", "/oauth/users/mfa/verifyEmail", alice, fmt.Sprintf(`{"mfatype":"EMAIL","totp":%q}`, d.lastPrintedCode())); status != 200 {
 		t.Fatalf("verifyEmail: %d %s", status, body)
 	}
-	log.take()
+	log.Take()
 	time.Sleep(10 * time.Millisecond) // past -email-interval: the sign-in sends a code too
 
 	status, out := d.grant(url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {"alice-password"}})
@@ -249,7 +228,7 @@ func TestDemoSignInEventsCarryClientIP(t *testing.T) {
 	}
 
 	seen := map[mfa.EventType]bool{}
-	for _, e := range log.take() {
+	for _, e := range log.Take() {
 		seen[e.Type] = true
 		if e.ClientIP != "127.0.0.1" {
 			t.Errorf("%s event of the sign-in: ClientIP %q, want 127.0.0.1", e.Type, e.ClientIP)
