@@ -13,7 +13,8 @@ import (
 	"github.com/alexedwards/scs/v2"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/mfakit/mfakit/mfa" // mfakit
+	"github.com/mfakit/mfakit/mfa"              // mfakit
+	"github.com/mfakit/mfakit/storage/sqlstore" // mfakit
 
 	_ "modernc.org/sqlite"
 )
@@ -46,13 +47,6 @@ type app struct {
 	mfa      *mfa.Service // mfakit
 }
 
-// sqliteDSN opens path with what concurrent writers need: a busy timeout,
-// WAL, and write transactions that take the lock when they begin (the
-// kit's sqlstore relies on the last).
-func sqliteDSN(path string) string {
-	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
-}
-
 func newApp(ctx context.Context, o options) (*app, error) {
 	if o.now == nil {
 		o.now = time.Now
@@ -63,7 +57,10 @@ func newApp(ctx context.Context, o options) (*app, error) {
 	if o.out == nil {
 		o.out = io.Discard
 	}
-	db, err := sql.Open("sqlite", sqliteDSN(o.db))
+	// What concurrent writers need (a busy timeout, WAL, write transactions
+	// that take the lock when they begin, which the kit's sqlstore relies
+	// on) and a small pool of kept connections: SQLite has one writer.
+	db, err := sqlstore.OpenSQLite(o.db) // mfakit: was sql.Open("sqlite", <that DSN, by hand>)
 	if err != nil {
 		return nil, err
 	}
