@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -123,12 +124,19 @@ func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store,
 	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
 		a.storageName, dialect = "postgres", sqlstore.Postgres
 		sqlDB, err = sql.Open("pgx", db)
+		if err == nil {
+			setPostgresPool(sqlDB)
+		}
 		if keyFile == "" {
 			keyFile = "mfakit-demo.key"
 		}
 	default:
 		a.storageName, dialect = "sqlite:"+db, sqlstore.SQLite
-		sqlDB, err = sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+		// The settings the store needs, and a pool of a few connections,
+		// all kept: SQLite has one writer at a time, and more connections
+		// would only wait in its busy handler instead of database/sql's
+		// queue (see sqlstore.SQLiteMaxConns).
+		sqlDB, err = sqlstore.OpenSQLite(db)
 		if keyFile == "" {
 			keyFile = db + ".key"
 		}
@@ -150,6 +158,24 @@ func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store,
 	}
 	a.cleaner = store
 	return store, keys, nil
+}
+
+// setPostgresPool sizes db's pool so that it does not churn under load.
+// database/sql keeps only 2 idle connections by default: with more
+// requests in flight than that, every query beyond the second finds no
+// idle connection, opens a new one (TCP, startup, authentication: far
+// dearer than the query) and closes it after, so the server reconnects
+// constantly. Here as many connections are kept idle as may be open, and
+// open ones are bounded at 8 per core (enough to keep this process's
+// cores busy while others wait on the network; requests beyond that wait
+// in database/sql's queue, which is cheaper than more server processes
+// competing for the same CPUs). An idle one is closed after 5 minutes, so
+// a quiet app gives the server its connections back.
+func setPostgresPool(db *sql.DB) {
+	n := 8 * runtime.GOMAXPROCS(0)
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 }
 
 // loadOrCreateKey reads a hex AES-256 key from path, creating the file
