@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ const (
 	PostgresEnv = "MFAKIT_POSTGRES_DSN" // e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 	MySQLEnv    = "MFAKIT_MYSQL_DSN"    // e.g. root@tcp(127.0.0.1:3306)/test
 	RedisEnv    = "MFAKIT_REDIS_ADDR"   // e.g. 127.0.0.1:6379
+	// RedisClusterEnv lists the seed nodes of a Redis Cluster, comma-separated:
+	// e.g. 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 (.ci/redis-cluster
+	// starts that one).
+	RedisClusterEnv = "MFAKIT_REDIS_CLUSTER_ADDRS"
 )
 
 // Unique returns a fresh name: prefix followed by 12 random hex digits and '_'.
@@ -176,29 +181,31 @@ func RedisKillable(t testing.TB) (redis.UniversalClient, func() error) {
 	name := Unique("mfakit-kill-")
 	c := redisClient(t, name)
 	admin := Redis(t)
-	return c, func() error {
-		ctx := context.Background()
-		list, err := admin.ClientList(ctx).Result()
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(list, "\n") {
-			var id string
-			mine := false
-			for _, field := range strings.Fields(line) {
-				if v, ok := strings.CutPrefix(field, "id="); ok {
-					id = v
-				}
-				if field == "name="+name {
-					mine = true
-				}
-			}
-			if mine && id != "" {
-				admin.Do(ctx, "CLIENT", "KILL", "ID", id)
-			}
-		}
-		return nil
+	return c, func() error { return killNamed(context.Background(), admin, name) }
+}
+
+// killNamed kills the connections named name on the server of admin.
+func killNamed(ctx context.Context, admin redis.UniversalClient, name string) error {
+	list, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		return err
 	}
+	for _, line := range strings.Split(list, "\n") {
+		var id string
+		mine := false
+		for _, field := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(field, "id="); ok {
+				id = v
+			}
+			if field == "name="+name {
+				mine = true
+			}
+		}
+		if mine && id != "" {
+			admin.Do(ctx, "CLIENT", "KILL", "ID", id)
+		}
+	}
+	return nil
 }
 
 func redisClient(t testing.TB, name string) redis.UniversalClient {
@@ -212,4 +219,97 @@ func redisClient(t testing.TB, name string) redis.UniversalClient {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// RedisCluster opens a new cluster client on the Redis Cluster of
+// MFAKIT_REDIS_CLUSTER_ADDRS, once the cluster reports cluster_state:ok.
+func RedisCluster(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	return redisCluster(t, "")
+}
+
+// RedisClusterKillable opens a cluster client whose connections carry a
+// unique name, and returns it with a function that kills all of them on
+// every node of the cluster.
+func RedisClusterKillable(t testing.TB) (*redis.ClusterClient, func() error) {
+	name := Unique("mfakit-kill-")
+	c := redisCluster(t, name)
+	admin := RedisCluster(t)
+	return c, func() error {
+		return admin.ForEachShard(context.Background(), func(ctx context.Context, node *redis.Client) error {
+			return killNamed(ctx, node, name)
+		})
+	}
+}
+
+func redisCluster(t testing.TB, name string) *redis.ClusterClient {
+	t.Helper()
+	v := os.Getenv(RedisClusterEnv)
+	if v == "" {
+		t.Skipf("%s is not set: skipping the Redis Cluster tests (.ci/run starts a cluster with .ci/redis-cluster and sets it)", RedisClusterEnv)
+	}
+	var addrs []string
+	for _, a := range strings.Split(v, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ClientName: name})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := c.ClusterInfo(ctx).Result()
+	if err == nil && !strings.Contains(info, "cluster_state:ok") {
+		err = fmt.Errorf("cluster_state is not ok (run .ci/redis-cluster):\n%s", info)
+	}
+	if err == nil {
+		err = c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
+	}
+	if err != nil {
+		c.Close()
+		t.Fatalf("redis cluster %s: %v", v, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// RedisKeys lists the keys matching pattern: on every master when rdb is
+// a cluster client (a SCAN sees the keys of one node only).
+func RedisKeys(t testing.TB, rdb redis.UniversalClient, pattern string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, rdb)
+	}
+	if err != nil {
+		t.Errorf("listing redis keys %s: %v", pattern, err)
+	}
+	return keys
+}
+
+// DeleteRedisKeys deletes every key that starts with prefix (on every
+// master of a cluster) when the test ends. prefix must not contain a glob
+// character.
+func DeleteRedisKeys(t testing.TB, rdb redis.UniversalClient, prefix string) {
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, k := range RedisKeys(t, rdb, prefix+"*") {
+			rdb.Del(ctx, k) // one key per command: keys of a cluster live in many slots
+		}
+	})
 }

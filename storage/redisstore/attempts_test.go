@@ -3,34 +3,43 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mfakit/mfakit/internal/testdb"
 	"github.com/mfakit/mfakit/storage"
 )
 
-// newTestStore returns a store with a fresh key prefix and deletes its
-// keys when the test ends.
-func newTestStore(t *testing.T) *Store {
-	t.Helper()
-	rdb := testdb.Redis(t)
-	prefix := testdb.Unique("mfakit-test:")
-	s, err := New(rdb, Options{KeyPrefix: prefix})
-	if err != nil {
-		t.Fatal(err)
+// eachStore runs test once per Redis deployment, as a subtest named after
+// it: one server (MFAKIT_REDIS_ADDR) and a Redis Cluster
+// (MFAKIT_REDIS_CLUSTER_ADDRS), each skipped when its variable is unset.
+// The store has a fresh key prefix; its keys are deleted when the test
+// ends.
+func eachStore(t *testing.T, test func(t *testing.T, s *Store)) {
+	for _, r := range []struct {
+		name string
+		open func(testing.TB) redis.UniversalClient
+	}{
+		{"Redis", testdb.Redis},
+		{"Cluster", func(t testing.TB) redis.UniversalClient { return testdb.RedisCluster(t) }},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			rdb := r.open(t)
+			prefix := testdb.Unique("mfakit-test:")
+			s, err := New(rdb, Options{KeyPrefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			testdb.DeleteRedisKeys(t, rdb, prefix)
+			test(t, s)
+		})
 	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
-	return s
 }
 
 // stored is a as the store keeps it: times at microsecond precision.
@@ -47,9 +56,10 @@ func sameAttempts(a, b storage.Attempts) bool {
 // The Lua of reserveScript computes what storage.NextAttempt does, for
 // policies whose Base and Max are not whole microseconds or whose Max is
 // below Base too, and the lock saturates however long the count grows.
-func TestReserveIsNextAttempt(t *testing.T) {
+func TestReserveIsNextAttempt(t *testing.T) { eachStore(t, testReserveIsNextAttempt) }
+
+func testReserveIsNextAttempt(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s := newTestStore(t)
 	policies := []storage.LockPolicy{
 		{MaxFailures: 5, Base: time.Minute, Max: time.Hour},
 		{MaxFailures: 1, Base: time.Millisecond, Max: 100 * 24 * time.Hour},
@@ -86,9 +96,10 @@ func TestReserveIsNextAttempt(t *testing.T) {
 
 // However large the count or Max, the lock saturates, within what Lua's
 // doubles keep of microseconds past the year 2255 (2^53µs).
-func TestReserveSaturates(t *testing.T) {
+func TestReserveSaturates(t *testing.T) { eachStore(t, testReserveSaturates) }
+
+func testReserveSaturates(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s := newTestStore(t)
 	now := time.Now().Truncate(time.Millisecond)
 	for i, p := range []storage.LockPolicy{
 		{MaxFailures: 3, Base: time.Minute, Max: time.Hour},
@@ -118,9 +129,10 @@ func TestReserveSaturates(t *testing.T) {
 
 // A resent request (same request id) answers what the first one did and
 // counts once, even if a success cleared the state in between.
-func TestReserveResend(t *testing.T) {
+func TestReserveResend(t *testing.T) { eachStore(t, testReserveResend) }
+
+func testReserveResend(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s := newTestStore(t)
 	p := storage.LockPolicy{MaxFailures: 2, Base: time.Minute, Max: time.Hour}
 	now := time.Now().Truncate(time.Millisecond)
 	first, _, err := s.reserve(ctx, "u", storage.Email, now, p, "rq1", false)
@@ -157,9 +169,10 @@ func TestReserveResend(t *testing.T) {
 
 // Failure state expires AttemptIdle after max(LockedUntil, now) (S27);
 // a locked answer leaves it alone.
-func TestAttemptsExpire(t *testing.T) {
+func TestAttemptsExpire(t *testing.T) { eachStore(t, testAttemptsExpire) }
+
+func testAttemptsExpire(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s := newTestStore(t)
 	p := storage.LockPolicy{MaxFailures: 2, Base: time.Hour, Max: 4 * time.Hour}
 	now := time.Now().Truncate(time.Millisecond)
 	pttl := func() time.Duration {
@@ -197,8 +210,11 @@ func TestAttemptsExpire(t *testing.T) {
 // AcceptStep clears the failure state in the same script; its resend
 // does not clear checks reserved after the original.
 func TestAcceptStepResendKeepsLaterChecks(t *testing.T) {
+	eachStore(t, testAcceptStepResendKeepsLaterChecks)
+}
+
+func testAcceptStepResendKeepsLaterChecks(t *testing.T, s *Store) {
 	ctx := context.Background()
-	s := newTestStore(t)
 	p := storage.LockPolicy{MaxFailures: 5, Base: time.Minute, Max: time.Hour}
 	now := time.Now().Truncate(time.Millisecond)
 	e := storage.Enrollment{User: "u", Factor: storage.Authenticator, ID: "i", Secret: []byte("s"), KeyID: "k",
@@ -260,5 +276,37 @@ func TestScriptKeysShareSlot(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// On a live Redis Cluster the keys of one user share a slot (as Redis
+// computes it), and users spread over the masters, so the cluster tests
+// run scripts on more than one node.
+func TestClusterSlots(t *testing.T) {
+	rdb := testdb.RedisCluster(t)
+	ctx := context.Background()
+	s := &Store{prefix: testdb.Unique("mfakit-test:")}
+	masters := map[string]bool{}
+	for i := range 30 {
+		user := fmt.Sprintf("user-%d@example.com", i)
+		keys := []string{s.attemptsKey(user, storage.Email), s.requestKey(user, "rq"), s.enrollmentKey(user, storage.Email),
+			s.recoveryKey(user), s.codeKey(user, "p"), s.codeIndexKey(user)}
+		slot, err := rdb.ClusterKeySlot(ctx, keys[0]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys[1:] {
+			if got, err := rdb.ClusterKeySlot(ctx, k).Result(); err != nil || got != slot {
+				t.Fatalf("%q is in slot %d (%v), %q in %d", k, got, err, keys[0], slot)
+			}
+		}
+		node, err := rdb.MasterForKey(ctx, keys[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[node.Options().Addr] = true
+	}
+	if len(masters) < 2 {
+		t.Fatalf("30 users all live on %v: the cluster tests would not cross nodes", masters)
 	}
 }

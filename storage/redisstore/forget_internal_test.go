@@ -10,48 +10,24 @@ import (
 	"github.com/mfakit/mfakit/storage"
 )
 
-// newInternalStore returns a store with a fresh key prefix and deletes
-// its keys when the test ends.
-func newInternalStore(t *testing.T) *Store {
-	t.Helper()
-	rdb := testdb.Redis(t)
-	prefix := testdb.Unique("mfakit-test:")
-	s, err := New(rdb, Options{KeyPrefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
-	return s
-}
-
 // userKeys lists the keys of user under s, request markers left out.
 func userKeys(t *testing.T, s *Store, user string) []string {
 	t.Helper()
-	ctx := context.Background()
 	var out []string
 	pattern := strings.TrimSuffix(s.userKey(user, "", ""), "::") + "*" // every kind of record of user
-	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		if !strings.Contains(iter.Val(), "}:r:") {
-			out = append(out, iter.Val())
+	for _, k := range testdb.RedisKeys(t, s.rdb, pattern) {
+		if !strings.Contains(k, "}:r:") {
+			out = append(out, k)
 		}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
 
 // TestForgetLeavesNoKey: after ForgetUser no key of the user is left but
 // the minute-long request markers.
-func TestForgetLeavesNoKey(t *testing.T) {
-	s := newInternalStore(t)
+func TestForgetLeavesNoKey(t *testing.T) { eachStore(t, testForgetLeavesNoKey) }
+
+func testForgetLeavesNoKey(t *testing.T, s *Store) {
 	ctx := context.Background()
 	now := time.Now()
 	const u = "forget-keys"
@@ -87,8 +63,9 @@ func TestForgetLeavesNoKey(t *testing.T) {
 
 // TestCodeIndexTTL: the code index lives as long as the longest-lived
 // code it lists.
-func TestCodeIndexTTL(t *testing.T) {
-	s := newInternalStore(t)
+func TestCodeIndexTTL(t *testing.T) { eachStore(t, testCodeIndexTTL) }
+
+func testCodeIndexTTL(t *testing.T, s *Store) {
 	ctx := context.Background()
 	now := time.Now()
 	const u = "index-ttl"
@@ -109,8 +86,9 @@ func TestCodeIndexTTL(t *testing.T) {
 
 // TestForgetScriptRetries: if the index changed since the caller read it,
 // the script deletes nothing and asks for a retry.
-func TestForgetScriptRetries(t *testing.T) {
-	s := newInternalStore(t)
+func TestForgetScriptRetries(t *testing.T) { eachStore(t, testForgetScriptRetries) }
+
+func testForgetScriptRetries(t *testing.T, s *Store) {
 	ctx := context.Background()
 	now := time.Now()
 	const u = "forget-race"

@@ -6,51 +6,77 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mfakit/mfakit/internal/testdb"
 	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/redisstore"
 	"github.com/mfakit/mfakit/storage/storagetest"
 )
 
-// newStore returns a store with a fresh key prefix and deletes its keys
-// when the test ends.
-func newStore(t testing.TB) *redisstore.Store {
+// redises are the deployments every test here runs on: one server
+// (MFAKIT_REDIS_ADDR) and a three-master Redis Cluster
+// (MFAKIT_REDIS_CLUSTER_ADDRS, started by .ci/redis-cluster). Each skips
+// when its variable is unset. On the cluster every script must keep its
+// keys in one slot, or Redis answers CROSSSLOT.
+var redises = []struct {
+	name     string
+	open     func(testing.TB) redis.UniversalClient
+	killable func(testing.TB) (redis.UniversalClient, func() error)
+}{
+	{"Redis", testdb.Redis, testdb.RedisKillable},
+	{"Cluster", func(t testing.TB) redis.UniversalClient { return testdb.RedisCluster(t) },
+		func(t testing.TB) (redis.UniversalClient, func() error) { return testdb.RedisClusterKillable(t) }},
+}
+
+// onEachRedis runs test once per deployment, as a subtest named after it.
+func onEachRedis(t *testing.T, test func(t *testing.T, open func(testing.TB) redis.UniversalClient)) {
+	for _, r := range redises {
+		t.Run(r.name, func(t *testing.T) { test(t, r.open) })
+	}
+}
+
+// newStore returns a store on a client of open with a fresh key prefix,
+// and deletes its keys when the test ends.
+func newStore(t testing.TB, open func(testing.TB) redis.UniversalClient) *redisstore.Store {
 	t.Helper()
-	rdb := testdb.Redis(t)
+	rdb := open(t)
 	prefix := testdb.Unique("mfakit-test:")
 	s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
+	testdb.DeleteRedisKeys(t, rdb, prefix)
 	return s
 }
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t testing.TB) storage.Store { return newStore(t) })
+	onEachRedis(t, func(t *testing.T, open func(testing.TB) redis.UniversalClient) {
+		storagetest.Run(t, func(t testing.TB) storage.Store { return newStore(t, open) })
+	})
 }
 
 func TestClosedConnection(t *testing.T) {
-	rdb := testdb.Redis(t)
-	s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: testdb.Unique("mfakit-test:")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb.Close()
-	storagetest.Unavailable(t, s)
+	onEachRedis(t, func(t *testing.T, open func(testing.TB) redis.UniversalClient) {
+		rdb := open(t)
+		s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: testdb.Unique("mfakit-test:")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb.Close()
+		storagetest.Unavailable(t, s)
+	})
 }
 
 // Pending records and codes carry TTLs so Redis drops them after they
 // expire, failure state AttemptIdle after its last reservation; verified
 // enrollments do not.
 func TestTTLs(t *testing.T) {
-	rdb := testdb.Redis(t)
+	onEachRedis(t, testTTLs)
+}
+
+func testTTLs(t *testing.T, open func(testing.TB) redis.UniversalClient) {
+	rdb := open(t)
 	prefix := testdb.Unique("mfakit-test:")
 	s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: prefix})
 	if err != nil {
@@ -70,16 +96,11 @@ func TestTTLs(t *testing.T) {
 	if _, err := s.ReserveAttempt(ctx, "u", storage.Authenticator, now, p); err != nil {
 		t.Fatal(err)
 	}
+	testdb.DeleteRedisKeys(t, rdb, prefix)
 	ttls := map[string]time.Duration{}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		ttls[iter.Val()] = rdb.PTTL(ctx, iter.Val()).Val()
+	for _, k := range testdb.RedisKeys(t, rdb, prefix+"*") {
+		ttls[k] = rdb.PTTL(ctx, k).Val()
 	}
-	t.Cleanup(func() {
-		for k := range ttls {
-			rdb.Del(ctx, k)
-		}
-	})
 	if len(ttls) != 5 { // enrollment, code, code index, failure state, request marker
 		t.Fatalf("keys = %v", ttls)
 	}
@@ -99,9 +120,8 @@ func TestTTLs(t *testing.T) {
 	if err := s.ConfirmEnrollment(ctx, "u", storage.Authenticator, "i", 1, now); err != nil {
 		t.Fatal(err)
 	}
-	iter = rdb.Scan(ctx, 0, prefix+"*:e:*", 100).Iterator()
-	for iter.Next(ctx) {
-		if ttl := rdb.PTTL(ctx, iter.Val()).Val(); ttl != -1 {
+	for _, k := range testdb.RedisKeys(t, rdb, prefix+"*:e:*") {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl != -1 {
 			t.Errorf("verified enrollment expires (%v)", ttl)
 		}
 	}
@@ -110,14 +130,24 @@ func TestTTLs(t *testing.T) {
 // TestKilledConnections kills the client's connections on the server again
 // and again during concurrent writes (durability, issue #3).
 func TestKilledConnections(t *testing.T) {
-	rdb, kill := testdb.RedisKillable(t)
-	s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: testdb.Unique("mfakit-test:")})
-	if err != nil {
-		t.Fatal(err)
+	for _, r := range redises {
+		t.Run(r.name, func(t *testing.T) {
+			rdb, kill := r.killable(t)
+			prefix := testdb.Unique("mfakit-test:")
+			s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			testdb.DeleteRedisKeys(t, rdb, prefix)
+			storagetest.Disrupted(t, s, kill)
+		})
 	}
-	storagetest.Disrupted(t, s, kill)
 }
 
 func BenchmarkStore(b *testing.B) {
-	storagetest.Benchmark(b, func(t testing.TB) storage.Store { return newStore(t) })
+	for _, r := range redises {
+		b.Run(r.name, func(b *testing.B) {
+			storagetest.Benchmark(b, func(t testing.TB) storage.Store { return newStore(t, r.open) })
+		})
+	}
 }
