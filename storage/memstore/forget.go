@@ -13,7 +13,8 @@ var _ storage.Eraser = (*Store)(nil)
 // ForgetUser implements storage.Eraser. It holds the lock of the user's
 // shard and of each send key's shard (taken in shard order, so it never
 // deadlocks with another call) for the whole removal, so no reader sees
-// the user half forgotten. Codes, and failure state of any factor, are
+// the user half forgotten; it frees the IDs of the user's credentials in
+// the same step. Codes, and failure state of any factor, are
 // found by a pass over the user's shard, about 1/64 of the store's
 // records of their kind.
 func (s *Store) ForgetUser(ctx context.Context, user string, sendKeys []string) error {
@@ -52,6 +53,7 @@ func (s *Store) ForgetUser(ctx context.Context, user string, sendKeys []string) 
 		}
 	}
 	delete(sh.recovery, user)
+	s.forgetCredentials(sh, user)
 	for _, k := range sendKeys {
 		delete(s.shard(k).sends, k)
 	}

@@ -31,12 +31,14 @@ type shard struct {
 	attempts    map[factorKey]storage.Attempts
 	sends       map[string]storage.SendState
 	recovery    map[string]map[string]struct{}
+	credentials map[string][]storage.Credential // by user, in the order added
 }
 
 // Store is an in-memory storage.Store. The zero value is not usable; call New.
 type Store struct {
-	seed   maphash.Seed
-	shards [shardCount]shard
+	seed    maphash.Seed
+	shards  [shardCount]shard
+	credIDs credentialIDs
 }
 
 var (
@@ -50,7 +52,7 @@ var (
 // New returns an empty Store. State is split into shards by user so that
 // requests for different users rarely wait on the same lock.
 func New() *Store {
-	s := &Store{seed: maphash.MakeSeed()}
+	s := &Store{seed: maphash.MakeSeed(), credIDs: credentialIDs{owner: map[string]string{}}}
 	for i := range s.shards {
 		s.shards[i] = shard{
 			enrollments: map[factorKey]storage.Enrollment{},
@@ -58,6 +60,7 @@ func New() *Store {
 			attempts:    map[factorKey]storage.Attempts{},
 			sends:       map[string]storage.SendState{},
 			recovery:    map[string]map[string]struct{}{},
+			credentials: map[string][]storage.Credential{},
 		}
 	}
 	return s

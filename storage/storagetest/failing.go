@@ -35,6 +35,11 @@ func testCancelled(t *testing.T, newStore NewStore) {
 	if wait, err := s.ReserveSend(bg, u, base, storage.SendLimit{Window: time.Hour, Max: 1}); err != nil || wait != 0 {
 		t.Fatalf("a cancelled ReserveSend was recorded: wait %v, %v", wait, err)
 	}
+	if c, ok := s.(storage.CredentialStore); ok {
+		if got, err := c.Credentials(bg, u); err != nil || len(got) != 0 {
+			t.Fatalf("a cancelled AddCredential stored %+v (%v)", got, err)
+		}
+	}
 }
 
 // Unavailable checks a store whose connection the caller has closed (or
@@ -86,13 +91,23 @@ func expectAllFail(t *testing.T, ctx context.Context, s storage.Store, u, how st
 	if r, ok := s.(storage.SendReleaser); ok {
 		calls["ReleaseSend"] = func() error { return r.ReleaseSend(ctx, u, base) }
 	}
+	if c, ok := s.(storage.CredentialStore); ok {
+		id := []byte("cred-" + u)
+		calls["AddCredential"] = func() error {
+			return c.AddCredential(ctx, storage.Credential{User: u, ID: id, Name: "n", Data: []byte("d"), CreatedAt: base})
+		}
+		calls["Credentials"] = func() error { _, err := c.Credentials(ctx, u); return err }
+		calls["UseCredential"] = func() error { return c.UseCredential(ctx, u, id, 1, []byte("d"), base) }
+		calls["DeleteCredential"] = func() error { _, err := c.DeleteCredential(ctx, u, id); return err }
+	}
 	for name, call := range calls {
 		err := call()
 		if err == nil {
 			t.Errorf("%s %s returned nil", name, how)
 		}
 		for _, sentinel := range []error{storage.ErrNotFound, storage.ErrAlreadyVerified, storage.ErrStepReused,
-			storage.ErrExpired, storage.ErrCodeMismatch, storage.ErrLocked} {
+			storage.ErrExpired, storage.ErrCodeMismatch, storage.ErrLocked,
+			storage.ErrCredentialExists, storage.ErrSignCount} {
 			if errors.Is(err, sentinel) {
 				t.Errorf("%s %s returned %v, an answer about data it cannot have read", name, how, err)
 			}

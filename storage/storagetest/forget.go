@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -29,12 +30,15 @@ type forgetFixture struct {
 	attempts map[storage.Factor]storage.Attempts
 	codes    map[string][]byte // purpose → hash
 	recovery [][]byte
+	// creds are the user's WebAuthn credentials, on a CredentialStore.
+	creds []storage.Credential
 }
 
 // fillUser stores for user a verified authenticator, a pending email
 // enrollment, codes of every forgetPurposes (and a consumed one), failure
-// state of every forgetFactors (the authenticator locked), recovery codes
-// and a send reservation on each of its send keys.
+// state of every forgetFactors (the authenticator locked), recovery codes,
+// a send reservation on each of its send keys and, on a CredentialStore,
+// two WebAuthn credentials (one used).
 func fillUser(t *testing.T, s storage.Store, user string) forgetFixture {
 	t.Helper()
 	ctx := context.Background()
@@ -73,6 +77,18 @@ func fillUser(t *testing.T, s storage.Store, user string) forgetFixture {
 		if wait, err := s.ReserveSend(ctx, k, base, forgetSend); err != nil || wait != 0 {
 			t.Fatalf("ReserveSend(%q) = %v, %v", k, wait, err)
 		}
+	}
+
+	if cs, ok := s.(storage.CredentialStore); ok {
+		for i := range 2 {
+			c := storage.Credential{User: user, ID: []byte(fmt.Sprintf("cred-%d-%s", i, user)), Name: "key",
+				Data: []byte{byte(i)}, SignCount: 3, CreatedAt: base.Add(time.Duration(i) * time.Second)}
+			must(t, cs.AddCredential(ctx, c))
+			fx.creds = append(fx.creds, c)
+		}
+		c := &fx.creds[0]
+		c.SignCount, c.Data, c.LastUsedAt = 4, []byte("used"), base.Add(time.Minute)
+		must(t, cs.UseCredential(ctx, user, c.ID, c.SignCount, c.Data, c.LastUsedAt))
 	}
 	return fx
 }
@@ -114,6 +130,15 @@ func expectForgotten(t *testing.T, s storage.Store, fx forgetFixture) {
 			t.Fatalf("ReserveSend(%q) after ForgetUser waits %v (%v), want a send at once", k, wait, err)
 		}
 	}
+	if cs, ok := s.(storage.CredentialStore); ok {
+		expectCredentials(t, cs, u)
+		for _, c := range fx.creds {
+			wantErr(t, cs.UseCredential(ctx, u, c.ID, c.SignCount+1, nil, base), storage.ErrNotFound)
+			if ok, err := cs.DeleteCredential(ctx, u, c.ID); err != nil || ok {
+				t.Fatalf("DeleteCredential(%q, %q) after ForgetUser = %v, %v", u, c.ID, ok, err)
+			}
+		}
+	}
 }
 
 // expectIntact checks that every record fillUser stored for fx.user is
@@ -137,6 +162,9 @@ func expectIntact(t *testing.T, s storage.Store, fx forgetFixture) {
 	must(t, err)
 	if n != len(fx.recovery) {
 		t.Fatalf("RecoveryCodesLeft(%q) = %d, want %d", u, n, len(fx.recovery))
+	}
+	if cs, ok := s.(storage.CredentialStore); ok {
+		expectCredentials(t, cs, u, fx.creds...)
 	}
 	for _, k := range fx.sendKeys {
 		if wait, err := s.ReserveSend(ctx, k, base.Add(time.Second), forgetSend); err != nil || wait == 0 {
@@ -173,6 +201,9 @@ func testForgetUser(t *testing.T, newStore NewStore) {
 	if _, err := s.Enrollment(ctx, gone.user, storage.Authenticator); err != nil {
 		t.Fatalf("a cancelled ForgetUser removed the enrollment: %v", err)
 	}
+	if cs, ok := s.(storage.CredentialStore); ok {
+		expectCredentials(t, cs, gone.user, gone.creds...)
+	}
 
 	must(t, s.ForgetUser(ctx, gone.user, gone.sendKeys))
 	expectForgotten(t, s, gone)
@@ -180,7 +211,17 @@ func testForgetUser(t *testing.T, newStore NewStore) {
 	must(t, s.ForgetUser(ctx, gone.user, gone.sendKeys))
 	must(t, s.ForgetUser(ctx, "forget-never-seen", []string{"email:forget-never-seen"}))
 	must(t, s.ForgetUser(ctx, "forget-never-seen", nil))
-	expectForgotten(t, s, forgetFixture{user: gone.user, codes: gone.codes, recovery: gone.recovery})
+	expectForgotten(t, s, forgetFixture{user: gone.user, codes: gone.codes, recovery: gone.recovery, creds: gone.creds})
+
+	// The forgotten credentials' IDs are free again, for any user.
+	if cs, ok := s.(storage.CredentialStore); ok {
+		for i, c := range gone.creds {
+			c.User = "forget-new-owner"
+			must(t, cs.AddCredential(ctx, c))
+			gone.creds[i] = c
+		}
+		expectCredentials(t, cs, "forget-new-owner", gone.creds...)
+	}
 
 	// The name starts afresh: a new enrollment is pending, not verified,
 	// and can be verified.

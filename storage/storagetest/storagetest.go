@@ -11,10 +11,10 @@
 //
 // The suite is split by concern: enrollment.go (enrollments and steps),
 // codes.go (one-time codes and send throttling), attempts.go (lockout),
-// recovery.go, forget.go (ForgetUser), cleaner.go, limits.go (sizes, odd
-// names, isolation), failing.go (cancelled contexts and closed
-// connections), concurrent.go, disrupt.go (interrupted and killed
-// connections) and bench.go.
+// recovery.go, forget.go (ForgetUser), credentials.go (WebAuthn
+// credentials), cleaner.go, limits.go (sizes, odd names, isolation),
+// failing.go (cancelled contexts and closed connections), concurrent.go,
+// disrupt.go (interrupted and killed connections) and bench.go.
 package storagetest
 
 import (
@@ -70,6 +70,7 @@ var cases = []suiteCase{
 	{name: "Reseal", run: testReseal},
 	{name: "ReleaseSend", run: testReleaseSend},
 	{name: "ForgetUser", run: testForgetUser},
+	{name: "Credentials", run: testCredentials},
 }
 
 // Run runs the whole suite against stores made by newStore. The cases
