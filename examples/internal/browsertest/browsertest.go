@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
 
@@ -69,4 +70,66 @@ func Save(t *testing.T, name string, png []byte) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", out)
+}
+
+// AddAuthenticator plugs a virtual passkey authenticator into the tab of
+// ctx, through Chrome's WebAuthn testing domain: a CTAP2 platform
+// authenticator (transport internal) that keeps discoverable credentials,
+// verifies its user, and confirms presence without a touch, so
+// navigator.credentials.create and get answer at once. The first call
+// on a tab turns on the virtual environment, without its UI; from then
+// on the tab's WebAuthn calls reach only virtual authenticators. The tab
+// is the one the page runs in: add authenticators after navigating there.
+func AddAuthenticator(t *testing.T, ctx context.Context) webauthn.AuthenticatorID {
+	t.Helper()
+	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("WebAuthn.enable: %v", err)
+	}
+	res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+		Options: &webauthn.VirtualAuthenticatorOptions{
+			Protocol:                    webauthn.AuthenticatorProtocolCtap2,
+			Transport:                   webauthn.AuthenticatorTransportInternal,
+			HasResidentKey:              true,
+			HasUserVerification:         true,
+			IsUserVerified:              true,
+			AutomaticPresenceSimulation: true,
+		},
+	})
+	if err != nil {
+		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
+	}
+	return res.AuthenticatorID
+}
+
+// Credentials returns the credentials a virtual authenticator holds.
+func Credentials(t *testing.T, ctx context.Context, id webauthn.AuthenticatorID) []*webauthn.Credential {
+	t.Helper()
+	res, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: id})
+	if err != nil {
+		t.Fatalf("WebAuthn.getCredentials: %v", err)
+	}
+	return res.Credentials
+}
+
+// SetPresence sets whether a virtual authenticator confirms user presence
+// on its own. One that does not never answers, as a key nobody touches:
+// with several authenticators, that leaves the choice to the others.
+func SetPresence(t *testing.T, ctx context.Context, id webauthn.AuthenticatorID, automatic bool) {
+	t.Helper()
+	_, err := chromedp.Call(ctx, webauthn.SetAutomaticPresenceSimulation,
+		webauthn.SetAutomaticPresenceSimulationParams{AuthenticatorID: id, Enabled: automatic})
+	if err != nil {
+		t.Fatalf("WebAuthn.setAutomaticPresenceSimulation: %v", err)
+	}
+}
+
+// RemoveAuthenticator unplugs a virtual authenticator, with its
+// credentials (a lost key).
+func RemoveAuthenticator(t *testing.T, ctx context.Context, id webauthn.AuthenticatorID) {
+	t.Helper()
+	_, err := chromedp.Call(ctx, webauthn.RemoveVirtualAuthenticator,
+		webauthn.RemoveVirtualAuthenticatorParams{AuthenticatorID: id})
+	if err != nil {
+		t.Fatalf("WebAuthn.removeVirtualAuthenticator: %v", err)
+	}
 }
