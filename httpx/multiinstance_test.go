@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/internal/testdb"
 	"github.com/mfakit/mfakit/mailer/mailertest"
@@ -24,40 +26,52 @@ type instancePair func(t *testing.T) (a, b storage.Store)
 
 func sqlPair(open func(testing.TB) *sql.DB, d sqlstore.Dialect) instancePair {
 	return func(t *testing.T) (storage.Store, storage.Store) {
-		prefix := testdb.Unique("mi")
-		dbA, dbB := open(t), open(t)
+		st := sqlInstances(t, open, d, 2)
+		return st[0], st[1]
+	}
+}
+
+// sqlInstances makes the stores of n independent kit instances (own pool
+// each) on one shared database.
+func sqlInstances(t *testing.T, open func(testing.TB) *sql.DB, d sqlstore.Dialect, n int) []storage.Store {
+	prefix := testdb.Unique("mi")
+	dbs := make([]*sql.DB, n)
+	for i := range dbs {
+		dbs[i] = open(t)
 		// Bounded pools, as a deployment sets them: a burst of requests
 		// waits for a connection instead of exhausting the server's.
-		for _, db := range []*sql.DB{dbA, dbB} {
-			db.SetMaxOpenConns(16)
-			db.SetMaxIdleConns(16)
-		}
-		stores := make([]*sqlstore.Store, 2)
-		// Both instances migrate at once, as two pods starting together would.
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for i, db := range []*sql.DB{dbA, dbB} {
-			s, err := sqlstore.New(db, d, sqlstore.Options{TablePrefix: prefix})
-			if err != nil {
-				t.Fatal(err)
-			}
-			stores[i] = s
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = s.Migrate(context.Background()) }()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		t.Cleanup(func() {
-			for _, table := range stores[0].Tables() {
-				dbA.Exec("DROP TABLE IF EXISTS " + table)
-			}
-		})
-		return stores[0], stores[1]
+		dbs[i].SetMaxOpenConns(16)
+		dbs[i].SetMaxIdleConns(16)
 	}
+	stores := make([]*sqlstore.Store, n)
+	// All instances migrate at once, as pods starting together would.
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, db := range dbs {
+		s, err := sqlstore.New(db, d, sqlstore.Options{TablePrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[i] = s
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = s.Migrate(context.Background()) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, table := range stores[0].Tables() {
+			dbs[0].Exec("DROP TABLE IF EXISTS " + table)
+		}
+	})
+	out := make([]storage.Store, n)
+	for i, s := range stores {
+		out[i] = s
+	}
+	return out
 }
 
 func sqlitePair(t *testing.T) (storage.Store, storage.Store) {
@@ -73,25 +87,22 @@ func sqlitePair(t *testing.T) (storage.Store, storage.Store) {
 	return sqlPair(open, sqlstore.SQLite)(t)
 }
 
-func redisPair(t *testing.T) (storage.Store, storage.Store) {
-	prefix := testdb.Unique("mfakit-mi:")
-	var out [2]storage.Store
-	for i := range out {
-		s, err := redisstore.New(testdb.Redis(t), redisstore.Options{KeyPrefix: prefix})
-		if err != nil {
-			t.Fatal(err)
+// redisPair makes two instances, each with its own client, on the Redis
+// of open: one server or a Redis Cluster.
+func redisPair(open func(testing.TB) redis.UniversalClient) instancePair {
+	return func(t *testing.T) (storage.Store, storage.Store) {
+		prefix := testdb.Unique("mfakit-mi:")
+		var out [2]storage.Store
+		for i := range out {
+			s, err := redisstore.New(open(t), redisstore.Options{KeyPrefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = s
 		}
-		out[i] = s
+		testdb.DeleteRedisKeys(t, open(t), prefix)
+		return out[0], out[1]
 	}
-	t.Cleanup(func() {
-		rdb := testdb.Redis(t)
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
-	return out[0], out[1]
 }
 
 var pairs = []struct {
@@ -99,7 +110,10 @@ var pairs = []struct {
 	pair instancePair
 }{
 	{"Postgres", sqlPair(testdb.Postgres, sqlstore.Postgres)},
-	{"Redis", redisPair},
+	{"Redis", redisPair(testdb.Redis)},
+	// Three masters (MFAKIT_REDIS_CLUSTER_ADDRS, .ci/redis-cluster): each
+	// user's keys live in one slot, users spread over the nodes.
+	{"RedisCluster", redisPair(func(t testing.TB) redis.UniversalClient { return testdb.RedisCluster(t) })},
 	{"MySQL", sqlPair(testdb.MySQL, sqlstore.MySQL)},
 	{"SQLite", sqlitePair},
 }
@@ -200,6 +214,107 @@ func TestTwoInstances(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestThreeInstances: three kit instances (own pool, Service and HTTP
+// server each) on one PostgreSQL database, with requests split between
+// them. One code is accepted once (S3), wrong codes lock the factor on
+// all three after at most MaxFailures were compared (S8, S22), and
+// concurrent enrollEmail requests send one email (S9).
+func TestThreeInstances(t *testing.T) {
+	stores := sqlInstances(t, testdb.Postgres, sqlstore.Postgres, 3)
+	kits := newKits(t, stores...)
+	maxFailures := kits[0].svc.Config().MaxFailures
+	// spread sends n requests at once, the i-th through kits[i%3], and
+	// counts their statuses.
+	spread := func(n int, send func(k *kit, i int) int) map[int]int {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		counts := map[int]int{}
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				status := send(kits[i%len(kits)], i)
+				mu.Lock()
+				counts[status]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return counts
+	}
+	events := func(user string, f mfa.Factor, typ mfa.EventType) int {
+		n := 0
+		for _, k := range kits {
+			n += k.events.count(user, f, typ)
+		}
+		return n
+	}
+	verify := func(t *testing.T, k *kit, user, code string) int {
+		return k.call(t, "PUT", "/oauth/users/mfa/verify", "u:"+user, jsonType, body(mfa.Authenticator, code))
+	}
+
+	t.Run("Replay", func(t *testing.T) {
+		const user = "replay@example.com"
+		secret, p := enrollDirect(t, kits[0].svc, user) // used the previous step
+		code := p.Code(secret, p.Step(time.Now()))
+		counts := spread(30, func(k *kit, _ int) int { return verify(t, k, user, code) })
+		if counts[200] != 1 || counts[400]+counts[429] != 29 {
+			t.Fatalf("S3: 30 concurrent verifications of one code through three instances gave %v, want one 200", counts)
+		}
+		if n := events(user, mfa.Authenticator, mfa.EventVerified); n != 1 {
+			t.Fatalf("S3: %d verified events, want 1", n)
+		}
+	})
+
+	t.Run("Lockout", func(t *testing.T) {
+		const user = "lockout@example.com"
+		secret, p := enrollDirect(t, kits[0].svc, user)
+		wrong := wrongTOTP(secret, p)
+		counts := spread(60, func(k *kit, i int) int { return verify(t, k, user, wrong(i)) })
+		compared := events(user, mfa.Authenticator, mfa.EventFailure)
+		t.Logf("%d codes compared, statuses %v", compared, counts)
+		if compared == 0 || compared > maxFailures || counts[400]+counts[429] != 60 {
+			t.Fatalf("S22: 60 wrong codes through three instances: %d compared (want 1 to %d), statuses %v",
+				compared, maxFailures, counts)
+		}
+		a, err := stores[2].Attempts(context.Background(), user, mfa.Authenticator)
+		if err != nil || a.Failures < maxFailures || !a.LockedUntil.After(time.Now()) {
+			t.Fatalf("S8: shared failure state %+v, %v: want locked", a, err)
+		}
+		// The right code is refused on every instance.
+		right := p.Code(secret, p.Step(time.Now()))
+		for i, k := range kits {
+			if status := verify(t, k, user, right); status != 429 {
+				t.Fatalf("S8: instance %d answered the right code of a locked user with %d, want 429", i, status)
+			}
+		}
+		if n := events(user, mfa.Authenticator, mfa.EventVerified); n != 0 {
+			t.Fatalf("S8: a code was accepted while locked (%d verified events)", n)
+		}
+	})
+
+	t.Run("EmailThrottle", func(t *testing.T) {
+		const user = "throttle@example.com"
+		counts := spread(30, func(k *kit, _ int) int {
+			return k.call(t, "PUT", "/oauth/users/mfa/enrollEmail?mfatype=EMAIL", "u:"+user, "", "")
+		})
+		sent := 0
+		for _, k := range kits {
+			for _, m := range k.mail.Messages() {
+				if m.To == user {
+					sent++
+				}
+			}
+		}
+		if sent != 1 || counts[200] != 1 || counts[429] != 29 {
+			t.Fatalf("S9: 30 concurrent enrollEmail through three instances sent %d emails, statuses %v; want one send", sent, counts)
+		}
+	})
+
+	// S22 on every code-checking path, 90 wrong codes spread over the three.
+	t.Run("Burst", func(t *testing.T) { burst(t, kits, stores[0], 90) })
 }
 
 func jsonField(t *testing.T, body []byte, field string) string {
