@@ -22,21 +22,28 @@ const maxForgetRaces = 8
 
 // ForgetUser implements storage.Eraser. It reads the user's code index
 // (see codeIndexKey), then one script deletes the user's enrollments,
-// failure state and recovery codes, every code the index lists and the
-// index itself, unless the index changed in between (then it reads it
-// again). So a reader sees the user's records all there or all gone.
-// The send-throttle state of sendKeys is deleted afterwards, in one
-// pipeline: its keys live in other Cluster slots than the user's.
+// failure state, recovery codes and WebAuthn credentials, every code the
+// index lists and the index itself, unless the index changed in between
+// (then it reads it again). So a reader sees the user's records all there
+// or all gone. The claims of the credentials' IDs, and the send-throttle
+// state of sendKeys, are deleted afterwards: their keys live in other
+// Cluster slots than the user's. Until then another user cannot add those
+// IDs yet (see credentials.go); if that step fails, calling ForgetUser
+// again finishes it.
 //
 // Enrollments and failure state are removed for the factors this module
 // defines (AUTHENTICATOR, EMAIL, RECOVERY); Redis cannot list a user's
-// keys without a SCAN. Two kinds of record stay until their TTL ends:
+// keys without a SCAN. Three kinds of record stay until their TTL ends:
 // the minute-long markers by which a script answers a resent request,
-// and codes stored by a version of this package without the code index
-// (their expiry plus Options.Grace).
+// codes stored by a version of this package without the code index
+// (their expiry plus Options.Grace), and the fence hash that holds the
+// credential IDs until their claims are freed (a minute after).
 func (s *Store) ForgetUser(ctx context.Context, user string, sendKeys []string) error {
 	if err := s.forgetRecords(ctx, user); err != nil {
 		return wrap("forget user", err)
+	}
+	if err := s.freeClaims(ctx, user); err != nil {
+		return wrap("forget user: free credential ids", err)
 	}
 	if len(sendKeys) == 0 {
 		return nil
@@ -62,8 +69,8 @@ func (s *Store) forgetRecords(ctx context.Context, user string) error {
 		if err != nil {
 			return err
 		}
-		keys := make([]string, 0, 2+2*len(forgetFactors)+len(members))
-		keys = append(keys, index, s.recoveryKey(user))
+		keys := make([]string, 0, 4+2*len(forgetFactors)+len(members))
+		keys = append(keys, index, s.credentialsKey(user), s.fenceKey(user), s.recoveryKey(user))
 		for _, f := range forgetFactors {
 			keys = append(keys, s.enrollmentKey(user, f), s.attemptsKey(user, f))
 		}

@@ -4,14 +4,16 @@
 // behave as one. Pending enrollments, codes and send-throttle state carry
 // TTLs and vanish on their own an hour after they expire; failure state
 // vanishes storage.AttemptIdle after its last reservation (or after its
-// lock ends, if later); verified enrollments and recovery codes never
-// expire.
+// lock ends, if later); verified enrollments, recovery codes and WebAuthn
+// credentials never expire.
 //
 //	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 //	store, err := redisstore.New(client, redisstore.Options{})
 //
 // All keys of one user share a hash tag, so the store works on Redis
-// Cluster too.
+// Cluster too. The one rule that spans users, that a WebAuthn credential
+// ID belongs to one user at most, takes a key per ID and two steps
+// (credentials.go says what a failure between them leaves).
 //
 // Redis keeps times at microsecond precision.
 package redisstore
@@ -54,6 +56,7 @@ var (
 	_ storage.Resealer        = (*Store)(nil)
 	_ storage.SendReleaser    = (*Store)(nil)
 	_ storage.ReservingReader = (*Store)(nil)
+	_ storage.CredentialStore = (*Store)(nil)
 )
 
 // New returns a Store on rdb.

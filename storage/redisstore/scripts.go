@@ -69,17 +69,28 @@ redis.call('SADD', KEYS[2], ARGV[4])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 return 'OK'`)
 
-// forgetScript deletes every key in KEYS, all of one user: KEYS[1] is
-// the user's code index, and ARGV the index members the caller read and
-// built the code keys in KEYS from. If the index no longer holds exactly
-// ARGV (a code of another purpose was stored meanwhile) it deletes
-// nothing and answers RETRY.
+// forgetScript deletes every key in KEYS but the third, all of one user:
+// KEYS[1] is the user's code index, and ARGV the index members the caller
+// read and built the code keys in KEYS from; KEYS[2] the user's
+// credentials, whose generations it fences in KEYS[3] (the fence hash,
+// kept) so that ForgetUser can free their claims. If the index no longer
+// holds exactly ARGV (a code of another purpose was stored meanwhile) it
+// changes nothing and answers RETRY.
 var forgetScript = redis.NewScript(`
 if redis.call('SCARD', KEYS[1]) ~= #ARGV then return 'RETRY' end
 for i = 1, #ARGV do
   if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then return 'RETRY' end
 end
-for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
+local f = redis.call('HGETALL', KEYS[2])
+for i = 1, #f, 2 do
+  if string.sub(f[i], 1, 1) == 'g' then
+    redis.call('HSET', KEYS[3], f[i + 1], string.sub(f[i], 2))
+    redis.call('PERSIST', KEYS[3])
+  end
+end
+for i = 1, #KEYS do
+  if i ~= 3 then redis.call('DEL', KEYS[i]) end
+end
 return 'OK'`)
 
 // consumeScript leaves a short-lived tombstone naming the request that
@@ -181,3 +192,80 @@ if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'OK' end
 return 'NOTFOUND'`)
+
+// The credential scripts (see credentials.go for the protocol). A user's
+// credentials are one hash (credentialsKey) whose fields are a letter and
+// the raw credential ID: g the generation of the claim the credential was
+// added under, n the name, d the data, s the sign count, c and u the
+// creation and last use (µs), q the request id of the last use. The
+// user's fence hash (fenceKey) maps claim generations to credential IDs:
+// an add under a fenced generation is refused, and ForgetUser and
+// DeleteCredential free the claims it lists.
+
+// addCredentialScript adds credential ARGV[1] (generation ARGV[2], name,
+// data, sign count, created, last used) to the hash KEYS[1], unless the
+// generation is fenced in KEYS[2] (FENCED) or the user holds the ID under
+// another generation (EXISTS and that generation). A resend answers OK.
+var addCredentialScript = redis.NewScript(`
+local id, gen = ARGV[1], ARGV[2]
+local g = redis.call('HGET', KEYS[1], 'g' .. id)
+if g == gen then return {'OK'} end
+if redis.call('HEXISTS', KEYS[2], gen) == 1 then return {'FENCED'} end
+if g then return {'EXISTS', g} end
+redis.call('HSET', KEYS[1], 'g' .. id, gen, 'n' .. id, ARGV[3], 'd' .. id, ARGV[4], 's' .. id, ARGV[5],
+  'c' .. id, ARGV[6], 'u' .. id, ARGV[7])
+return {'OK'}`)
+
+// useCredentialScript is the sign-count rule of UseCredential: the count
+// ARGV[2] must be above the stored one unless both are 0. It keeps the
+// request id (ARGV[5]) so that a resend answers OK.
+var useCredentialScript = redis.NewScript(`
+local id = ARGV[1]
+local s = redis.call('HGET', KEYS[1], 's' .. id)
+if not s then return 'NOTFOUND' end
+if redis.call('HGET', KEYS[1], 'q' .. id) == ARGV[5] then return 'OK' end
+local old, new = tonumber(s), tonumber(ARGV[2])
+if new <= old and (new ~= 0 or old ~= 0) then return 'SIGNCOUNT' end
+redis.call('HSET', KEYS[1], 's' .. id, ARGV[2], 'd' .. id, ARGV[3], 'u' .. id, ARGV[4], 'q' .. id, ARGV[5])
+return 'OK'`)
+
+// deleteCredentialScript removes credential ARGV[1] from the hash
+// KEYS[1], fences its generation in KEYS[2] (kept until its claim is
+// freed) and answers the generation, or an empty string if there was
+// none.
+var deleteCredentialScript = redis.NewScript(`
+local id = ARGV[1]
+local g = redis.call('HGET', KEYS[1], 'g' .. id)
+if not g then return '' end
+redis.call('HDEL', KEYS[1], 'g' .. id, 'n' .. id, 'd' .. id, 's' .. id, 'c' .. id, 'u' .. id, 'q' .. id)
+redis.call('HSET', KEYS[2], g, id)
+redis.call('PERSIST', KEYS[2])
+return g`)
+
+// releaseCredentialScript answers the generation under which the user
+// holds credential ARGV[1] in KEYS[1]; if none, it fences generation
+// ARGV[2] in KEYS[2] (so an add under it that arrives late is refused)
+// and answers an empty string.
+var releaseCredentialScript = redis.NewScript(`
+local g = redis.call('HGET', KEYS[1], 'g' .. ARGV[1])
+if g then return g end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('PERSIST', KEYS[2])
+return ''`)
+
+// claimScript claims the credential ID of KEYS[1] for the user whose
+// owner prefix is ARGV[1], as value ARGV[2], unless another user's claim
+// is there (EXISTS). A claim of the same user is replaced by the new
+// generation.
+var claimScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) ~= ARGV[1] then return 'EXISTS' end
+redis.call('SET', KEYS[1], ARGV[2])
+return 'OK'`)
+
+// swapClaimScript sets the claim KEYS[1] to ARGV[2] (deletes it if empty)
+// if its value is ARGV[1], and answers 1 if it did.
+var swapClaimScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1`)
