@@ -39,9 +39,13 @@ func sqlInstances(t *testing.T, open func(testing.TB) *sql.DB, d sqlstore.Dialec
 	for i := range dbs {
 		dbs[i] = open(t)
 		// Bounded pools, as a deployment sets them: a burst of requests
-		// waits for a connection instead of exhausting the server's.
-		dbs[i].SetMaxOpenConns(16)
-		dbs[i].SetMaxIdleConns(16)
+		// waits for a connection instead of exhausting the server's. The
+		// instances together hold at most 32, whatever n: the server's
+		// connections (100 by default) are shared with other test packages
+		// and whatever else runs on it.
+		size := max(32/n, 2)
+		dbs[i].SetMaxOpenConns(size)
+		dbs[i].SetMaxIdleConns(size)
 	}
 	stores := make([]*sqlstore.Store, n)
 	// All instances migrate at once, as pods starting together would.
