@@ -37,6 +37,11 @@ const (
 	CodeMailUnavailable      = "mail_unavailable"
 	CodeEnrollmentRequired   = "enrollment_required"
 	CodeCrossOrigin          = "cross_origin"
+	CodeInvalidCredential    = "invalid_credential"
+	CodeChallengeExpired     = "challenge_expired"
+	CodeCloneSuspected       = "clone_suspected"
+	CodeCredentialExists     = "credential_exists"
+	CodeCredentialLimit      = "credential_limit"
 )
 
 // problemKind is one problem code: the status and title of every answer
@@ -98,6 +103,16 @@ var problemKinds = []problemKind{
 		cases: []problemCase{{err: mfa.ErrCodeExpired, detail: "the code has expired; request a new one"}}},
 	{code: CodeCodeReused, status: http.StatusBadRequest, title: "Code already used",
 		cases: []problemCase{{err: mfa.ErrCodeReused, detail: "the code was already used; wait for the next one"}}},
+	{code: CodeCloneSuspected, status: http.StatusBadRequest, title: "Possible cloned authenticator",
+		cases: []problemCase{{err: mfa.ErrCloneSuspected, detail: "the authenticator's signature counter went back; this credential may have been copied"}}},
+	{code: CodeChallengeExpired, status: http.StatusBadRequest, title: "Challenge expired",
+		cases: []problemCase{{err: mfa.ErrChallengeExpired, detail: "the WebAuthn challenge has expired; ask for new options"}}},
+	{code: CodeInvalidCredential, status: http.StatusBadRequest, title: "Invalid credential",
+		cases: []problemCase{{err: mfa.ErrInvalidCredential, detail: "the passkey's answer could not be verified"}}},
+	{code: CodeCredentialExists, status: http.StatusConflict, title: "Credential already registered",
+		cases: []problemCase{{err: mfa.ErrCredentialExists, detail: "this passkey or security key is registered already"}}},
+	{code: CodeCredentialLimit, status: http.StatusConflict, title: "Too many credentials",
+		cases: []problemCase{{err: mfa.ErrCredentialLimit, detail: "remove a passkey before adding another"}}},
 	{code: CodeNotEnrolled, status: http.StatusConflict, title: "Factor not enrolled",
 		cases: []problemCase{{err: mfa.ErrNotEnrolled, detail: "the factor is not enrolled in the state this needs"}}},
 	{code: CodeEnrollmentExpired, status: http.StatusConflict, title: "Enrollment expired",
@@ -114,10 +129,12 @@ var problemKinds = []problemKind{
 		cases: []problemCase{
 			{err: mfa.ErrInvalidUser, param: "username", detail: "must be 1 to 320 bytes of UTF-8"},
 			{err: mfa.ErrUnsupportedProof, param: "mfatype", detail: "this factor cannot prove this operation"},
+			{err: mfa.ErrInvalidName, param: "name", detail: "must be at most 64 bytes of text without control characters"},
 		}},
 	{code: CodeInternal, status: http.StatusInternalServerError, title: "Internal error",
 		cases: []problemCase{{err: mfa.ErrInternal, detail: internalDetail}}},
-	{code: CodeNotFound, status: http.StatusNotFound, title: "Not found"},
+	{code: CodeNotFound, status: http.StatusNotFound, title: "Not found",
+		cases: []problemCase{{err: mfa.ErrCredentialNotFound, detail: "the user has no credential with this id"}}},
 	{code: CodeMethodNotAllowed, status: http.StatusMethodNotAllowed, title: "Method not allowed"},
 	{code: CodeUnsupportedMediaType, status: http.StatusUnsupportedMediaType, title: "Unsupported media type"},
 	{code: CodeNotAcceptable, status: http.StatusNotAcceptable, title: "Not acceptable"},

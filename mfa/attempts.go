@@ -90,6 +90,9 @@ var failureReasons = []struct {
 	{ErrCodeExpired, "code_expired"},
 	{ErrNotEnrolled, "not_enrolled"},
 	{ErrInvalidCode, "invalid_code"},
+	{ErrCloneSuspected, "clone_suspected"},
+	{ErrChallengeExpired, "challenge_expired"},
+	{ErrInvalidCredential, "invalid_credential"},
 }
 
 // codeOf returns the Event.Reason of a failure caused by err.

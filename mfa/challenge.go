@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -51,6 +52,13 @@ type Challenge struct {
 	Factor Factor
 	// Token is the opaque, single-use state token.
 	Token string
+	// PublicKey is, for a WEBAUTHN challenge, the request options for the
+	// browser: a PublicKeyCredentialRequestOptionsJSON (allowCredentials
+	// lists the user's credentials) to pass to
+	// PublicKeyCredential.parseRequestOptionsFromJSON. Its challenge is
+	// valid 5 minutes, or until the token expires if sooner (S31). Nil
+	// for the other factors.
+	PublicKey json.RawMessage
 	// ExpiresAt is when Token stops working.
 	ExpiresAt time.Time
 }
@@ -78,16 +86,12 @@ func (s *Service) StartChallenge(ctx context.Context, user, address string) (Cha
 	if err := checkUser(user); err != nil {
 		return Challenge{}, err
 	}
-	es, err := s.store.Enrollments(ctx, user)
+	held, err := s.heldFactors(ctx, user)
 	if err != nil {
 		return Challenge{}, s.internal(ctx, "start challenge", err)
 	}
-	verified := map[Factor]bool{}
-	for _, e := range es {
-		verified[e.Factor] = e.Verified && s.enabled(e.Factor)
-	}
 	for _, f := range s.cfg.ChallengeOrder {
-		if verified[f] {
+		if held[f] && s.enabled(f) {
 			return s.issueChallenge(ctx, user, f, address)
 		}
 	}
@@ -103,20 +107,23 @@ type AddressFunc func(ctx context.Context, user string) (string, error)
 
 // SwitchChallenge trades a live state token for a challenge of another
 // verified factor of the same user, e.g. EMAIL when the phone with the
-// authenticator is lost. The old token stops working. The token is checked
-// before anything about the user is looked up (S26): addressOf is called
-// only for the user of a live token, to find where an EMAIL code goes.
+// authenticator is lost, or AUTHENTICATOR when the passkey is not at hand
+// (switching to the token's own factor renews it: a WEBAUTHN challenge
+// gets a fresh WebAuthn challenge). The old token stops working. The
+// token is checked before anything about the user is looked up (S26):
+// addressOf is called only for the user of a live token, to find where an
+// EMAIL code goes.
 func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, addressOf AddressFunc) (Challenge, error) {
 	user, from, expires, err := s.consumeToken(ctx, token)
 	if err != nil {
 		return Challenge{}, err
 	}
-	e, err := s.store.Enrollment(ctx, user, to)
+	held, _, err := s.heldSince(ctx, user, to)
 	address := ""
 	switch {
-	case err != nil && !errors.Is(err, storage.ErrNotFound):
+	case err != nil:
 		err = s.internal(ctx, "switch challenge", err)
-	case !e.Verified || !s.enabled(to):
+	case !held || !s.enabled(to):
 		err = ErrNotEnrolled
 	case to == Email && addressOf == nil:
 		err = ErrNoEmail
@@ -139,9 +146,23 @@ func (s *Service) SwitchChallenge(ctx context.Context, token string, to Factor, 
 func (s *Service) issueChallenge(ctx context.Context, user string, f Factor, address string) (Challenge, error) {
 	now := s.cfg.Now()
 	expires := now.Add(s.cfg.ChallengeTTL).Truncate(time.Second)
-	if f == Email {
+	var publicKey json.RawMessage
+	switch f {
+	case Email:
 		if err := s.sendCode(ctx, user, address, purposeLoginEmail, expires); err != nil {
 			return Challenge{}, err
+		}
+	case WebAuthn:
+		until := now.Add(webAuthnChallengeTTL)
+		if expires.Before(until) {
+			until = expires
+		}
+		assertion, err := s.requestOptions(ctx, user, purposeWebAuthnLogin, until)
+		if err != nil {
+			return Challenge{}, err
+		}
+		if publicKey, err = json.Marshal(assertion.Response); err != nil {
+			return Challenge{}, s.internal(ctx, "webauthn request options", err)
 		}
 	}
 	secret := make([]byte, 32)
@@ -157,7 +178,7 @@ func (s *Service) issueChallenge(ctx context.Context, user string, f Factor, add
 	if f == enrollMarker {
 		status, f = ChallengeEnroll, ""
 	}
-	return Challenge{Status: status, Factor: f, Token: token, ExpiresAt: expires}, nil
+	return Challenge{Status: status, Factor: f, Token: token, ExpiresAt: expires, PublicKey: publicKey}, nil
 }
 
 var b64 = base64.RawURLEncoding
@@ -205,6 +226,8 @@ func (s *Service) consumeToken(ctx context.Context, token string) (string, Facto
 
 // CompleteChallenge finishes a sign-in: the state token must be live and
 // proof must be a current code of the token's factor, or a recovery code.
+// For a WEBAUTHN token the proof's Code is the assertion (an
+// AuthenticationResponseJSON) answering the Challenge's PublicKey.
 // The token is single use: it is spent by this call, and put back (with
 // its original expiry) only when the code was wrong and the factor is not
 // now locked, so the user may try again. Failures count toward lockout (S8).
@@ -223,7 +246,7 @@ func (s *Service) CompleteChallenge(ctx context.Context, token string, proof Pro
 		s.restoreToken(ctx, user, f, token, expires)
 		return LoginResult{}, ErrUnsupportedProof
 	}
-	if err := s.checkProof(ctx, user, proof, purposeLoginEmail); err != nil {
+	if err := s.checkProof(ctx, user, proof, purposeLoginEmail, purposeWebAuthnLogin); err != nil {
 		if !errors.Is(err, ErrLocked) && !isInternal(err) {
 			s.restoreToken(ctx, user, f, token, expires)
 		}
@@ -254,11 +277,11 @@ func (s *Service) restoreToken(ctx context.Context, user string, f Factor, token
 	// (the expiry is truncated to the second): a factor verified by then
 	// predates the token.
 	issued := expires.Add(-s.cfg.ChallengeTTL + time.Second)
-	e, err := s.store.Enrollment(ctx, user, f)
-	if err == nil && e.Verified && !e.VerifiedAt.After(issued) {
+	held, since, err := s.heldSince(ctx, user, f)
+	if err == nil && held && !since.After(issued) {
 		return
 	}
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err != nil {
 		s.cfg.Logger.ErrorContext(ctx, "mfa: could not check a restored state token; revoking it", "err", err)
 	}
 	if err := s.store.ConsumeCode(ctx, user, purposeLogin, hash, s.cfg.Now()); err != nil &&
@@ -268,9 +291,16 @@ func (s *Service) restoreToken(ctx context.Context, user string, f Factor, token
 }
 
 // checkProof checks a code of a factor the user holds: an authenticator
-// code, an email code stored under emailPurpose, or a recovery code.
-func (s *Service) checkProof(ctx context.Context, user string, proof Proof, emailPurpose string) error {
+// code, an email code stored under emailPurpose, a WebAuthn assertion
+// answering the challenge stored under webAuthnPurpose, or a recovery
+// code.
+func (s *Service) checkProof(ctx context.Context, user string, proof Proof, emailPurpose, webAuthnPurpose string) error {
 	switch proof.Factor {
+	case WebAuthn:
+		if !s.webAuthnOn() {
+			return ErrUnsupportedProof
+		}
+		return s.checkAssertion(ctx, user, webAuthnPurpose, []byte(proof.Code))
 	case Authenticator:
 		return s.CheckAuthenticator(ctx, user, proof.Code)
 	case Email:
@@ -293,9 +323,14 @@ func (s *Service) checkProof(ctx context.Context, user string, proof Proof, emai
 }
 
 // revokeChallenges ends the user's in-flight sign-in and its email code
-// (S15), so a reset takes effect at once.
+// or WebAuthn challenge, and the WebAuthn challenges of step-ups and
+// enrollments (S15), so a reset takes effect at once.
 func (s *Service) revokeChallenges(ctx context.Context, user string) error {
-	for _, p := range []string{purposeLogin, purposeLoginEmail} {
+	purposes := []string{purposeLogin, purposeLoginEmail}
+	if s.webAuthnOn() {
+		purposes = append(purposes, purposeWebAuthnLogin, purposeWebAuthnCheck, purposeWebAuthnRegister)
+	}
+	for _, p := range purposes {
 		if err := s.store.DeleteCode(ctx, user, p); err != nil {
 			return s.internal(ctx, "revoke challenge", err)
 		}

@@ -23,7 +23,14 @@ const (
 	// Recovery names recovery codes in a Proof, in events and in failure
 	// counts; it is not enrolled (see storage.Factor.Enrollable).
 	Recovery = storage.Recovery
+	// WebAuthn names passkeys and security keys (S31–S33); a user may hold
+	// several. Enabled by Config.WebAuthn.
+	WebAuthn = storage.WebAuthn
 )
+
+// isFactor reports whether f is a factor a user holds: AUTHENTICATOR,
+// EMAIL or WEBAUTHN.
+func isFactor(f Factor) bool { return f.Enrollable() || f == WebAuthn }
 
 // Config tunes a Service. Its zero value is safe and matches the defaults
 // each field documents; New fills them in and rejects unsafe values.
@@ -71,9 +78,16 @@ type Config struct {
 	// LockoutMax caps the lockout. Default 1 hour.
 	LockoutMax time.Duration
 
-	// Factors lists the enabled factors. Default both; the status endpoint
-	// lists AUTHENTICATOR first whatever the order here (S11).
+	// Factors lists the enabled factors. Default AUTHENTICATOR and EMAIL,
+	// and WEBAUTHN when WebAuthn is set; the status endpoint lists
+	// AUTHENTICATOR first whatever the order here (S11), then EMAIL, then
+	// WEBAUTHN. Listing WEBAUTHN needs WebAuthn.
 	Factors []Factor
+	// WebAuthn configures passkeys and security keys, the WEBAUTHN factor
+	// (S31–S33): the relying party and its allowed origins. Default nil:
+	// WEBAUTHN is off. Setting it needs a Store that implements
+	// storage.CredentialStore.
+	WebAuthn *WebAuthnConfig
 	// DisallowEmailOnly refuses to verify email as a user's only factor
 	// (S11). Default false: email alone is allowed.
 	DisallowEmailOnly bool
@@ -85,7 +99,11 @@ type Config struct {
 	// minutes; at most 10 minutes, as it may carry an email code.
 	ChallengeTTL time.Duration
 	// ChallengeOrder is the order in which a sign-in picks the user's
-	// verified factor. Default AUTHENTICATOR, then EMAIL.
+	// verified factor. Default WEBAUTHN, then AUTHENTICATOR, then EMAIL:
+	// a passkey is the one factor a phishing site cannot relay, so a user
+	// who holds one is asked for it first (the others stay available
+	// through a switch of the challenge). Factors not listed are never
+	// asked for at sign-in.
 	ChallengeOrder []Factor
 	// RequireMFA makes a sign-in of a user with no verified factor answer
 	// ENROLL instead of letting them in with the password alone. Default
@@ -197,19 +215,31 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if len(c.Factors) == 0 {
 		c.Factors = []Factor{Authenticator, Email}
+		if c.WebAuthn != nil {
+			c.Factors = append(c.Factors, WebAuthn)
+		}
 	}
-	enabled := make([]Factor, 0, 2)
-	for _, f := range []Factor{Authenticator, Email} {
+	enabled := make([]Factor, 0, 3)
+	for _, f := range []Factor{Authenticator, Email, WebAuthn} {
 		if slices.Contains(c.Factors, f) {
 			enabled = append(enabled, f)
 		}
 	}
 	for _, f := range c.Factors {
-		if !f.Enrollable() {
+		if !isFactor(f) {
 			return c, fmt.Errorf("mfa: unknown factor %q", f)
 		}
 	}
 	c.Factors = enabled
+	if c.WebAuthn != nil {
+		wc, err := c.WebAuthn.withDefaults(c.Issuer)
+		if err != nil {
+			return c, err
+		}
+		c.WebAuthn = &wc
+	} else if slices.Contains(c.Factors, WebAuthn) {
+		return c, fmt.Errorf("mfa: Factors lists WEBAUTHN but Config.WebAuthn is not set")
+	}
 	if c.AdminRole == "" {
 		c.AdminRole = "ROLE_ADMIN_CUSTOMER"
 	}
@@ -218,10 +248,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("mfa: ChallengeTTL must be at most 10m, got %s", c.ChallengeTTL)
 	}
 	if len(c.ChallengeOrder) == 0 {
-		c.ChallengeOrder = []Factor{Authenticator, Email}
+		c.ChallengeOrder = []Factor{WebAuthn, Authenticator, Email}
 	}
 	for _, f := range c.ChallengeOrder {
-		if !f.Enrollable() {
+		if !isFactor(f) {
 			return c, fmt.Errorf("mfa: unknown factor %q in ChallengeOrder", f)
 		}
 	}

@@ -38,6 +38,28 @@ var (
 	ErrMailUnavailable = errors.New("mfa: email could not be delivered")
 	// ErrEmailOnly: policy refuses email as the user's only factor (S11).
 	ErrEmailOnly = errors.New("mfa: email cannot be the only factor")
+	// ErrInvalidCredential: a WebAuthn registration or assertion is
+	// malformed or did not verify: wrong origin or RP ID, bad signature,
+	// not a credential of the user, a challenge not issued for it or used
+	// already (S31). The error's text says which; answer it without.
+	ErrInvalidCredential = errors.New("mfa: WebAuthn credential not valid")
+	// ErrChallengeExpired: the WebAuthn challenge the browser answered has
+	// expired (5 minutes, S31); ask for new options.
+	ErrChallengeExpired = errors.New("mfa: WebAuthn challenge expired")
+	// ErrCredentialExists: the credential ID is registered already, for
+	// this user or another (S32).
+	ErrCredentialExists = errors.New("mfa: credential already registered")
+	// ErrCloneSuspected: the credential's signature counter did not
+	// increase, so the authenticator may have been cloned; the assertion
+	// is refused and audited (S32).
+	ErrCloneSuspected = errors.New("mfa: signature counter did not increase: possible cloned authenticator")
+	// ErrCredentialNotFound: the user has no credential with that ID.
+	ErrCredentialNotFound = errors.New("mfa: no such credential")
+	// ErrCredentialLimit: the user holds MaxCredentials already.
+	ErrCredentialLimit = errors.New("mfa: too many credentials")
+	// ErrInvalidName: a credential name is over 64 bytes, not UTF-8, or
+	// holds control or format characters.
+	ErrInvalidName = errors.New("mfa: invalid credential name")
 	// ErrInternal is matched by every error a Service method returns
 	// because its Store, Mailer or keys failed. The Service has already
 	// logged it, with the operation, through Config.Logger; answer it as

@@ -24,6 +24,8 @@ const (
 	EventRecoveryUsed      EventType = "recovery_used"      // a recovery code was spent
 	EventSessionsEnded     EventType = "sessions_ended"     // a reset closed every way back: recovery codes removed, Config.EndSessions called (S24)
 	EventUserForgotten     EventType = "user_forgotten"     // every record of the user was removed (account deletion), Config.EndSessions called
+	EventCredentialRemoved EventType = "credential_removed" // the user removed one of their WebAuthn credentials
+	EventCloneSuspected    EventType = "clone_suspected"    // a WebAuthn signature counter did not increase: the authenticator may be cloned (S32)
 )
 
 // Event is one audit record. It never holds a secret, a code or a token.
@@ -38,9 +40,15 @@ type Event struct {
 	ClientIP string
 	// Reason says why: for a failure or lockout, the problem code the
 	// HTTP layer answers its cause with ("invalid_code", "code_reused",
-	// "code_expired" or "not_enrolled"); for sessions_ended, the type of
-	// the reset that ended them; otherwise empty.
+	// "code_expired", "not_enrolled", "invalid_credential",
+	// "challenge_expired" or "clone_suspected"); for sessions_ended, the
+	// type of the reset that ended them; for clone_suspected,
+	// "clone_suspected"; otherwise empty.
 	Reason string
+	// Credential and CredentialID name the WebAuthn credential an event of
+	// factor WEBAUTHN is about (added, used, removed, suspected of being
+	// cloned): its name and its ID (base64url). Empty otherwise.
+	Credential, CredentialID string
 }
 
 // EventHook receives audit events. HandleEvent is called synchronously on
@@ -62,13 +70,16 @@ func SlogEvents(l *slog.Logger) EventHook {
 	return EventHookFunc(func(ctx context.Context, e Event) {
 		level := slog.LevelInfo
 		switch e.Type {
-		case EventFailure, EventReplay, EventLockout:
+		case EventFailure, EventReplay, EventLockout, EventCloneSuspected:
 			level = slog.LevelWarn
 		}
-		l.LogAttrs(ctx, level, "mfa "+string(e.Type),
-			slog.String("user", e.User), slog.String("factor", string(e.Factor)),
+		attrs := []slog.Attr{slog.String("user", e.User), slog.String("factor", string(e.Factor)),
 			slog.String("actor", e.Actor), slog.Time("time", e.Time),
-			slog.String("client_ip", e.ClientIP), slog.String("reason", e.Reason))
+			slog.String("client_ip", e.ClientIP), slog.String("reason", e.Reason)}
+		if e.CredentialID != "" {
+			attrs = append(attrs, slog.String("credential", e.Credential), slog.String("credential_id", e.CredentialID))
+		}
+		l.LogAttrs(ctx, level, "mfa "+string(e.Type), attrs...)
 	})
 }
 

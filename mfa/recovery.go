@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"slices"
 	"strings"
 
 	"github.com/mfakit/mfakit/storage"
@@ -26,15 +25,9 @@ func (s *Service) GenerateRecoveryCodes(ctx context.Context, user string) ([]str
 	if err := checkUser(user); err != nil {
 		return nil, err
 	}
-	es, err := s.store.Enrollments(ctx, user)
-	if err != nil {
+	if held, err := s.holdsAny(ctx, user); err != nil {
 		return nil, s.internal(ctx, "recovery codes", err)
-	}
-	held := false
-	for _, e := range es {
-		held = held || e.Verified
-	}
-	if !held {
+	} else if !held {
 		return nil, ErrNotEnrolled
 	}
 	codes := make([]string, s.cfg.RecoveryCodes)
@@ -56,10 +49,9 @@ func (s *Service) GenerateRecoveryCodes(ctx context.Context, user string) ([]str
 	}
 	// A reset that removed the last factor while the set was written
 	// would not see it: look again, and take the set back (S24).
-	if es, err = s.store.Enrollments(ctx, user); err != nil {
+	if held, err := s.holdsAny(ctx, user); err != nil {
 		return nil, s.internal(ctx, "recovery codes", err)
-	}
-	if !slices.ContainsFunc(es, func(e storage.Enrollment) bool { return e.Verified }) {
+	} else if !held {
 		if err := s.RevokeRecoveryCodes(ctx, user); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/mfakit/mfakit/mailer"
 	"github.com/mfakit/mfakit/storage"
@@ -12,15 +13,17 @@ import (
 type Proof struct {
 	// Factor names what the code comes from.
 	Factor Factor
-	// Code is the current code of that factor.
+	// Code is the current code of that factor; for WEBAUTHN, the
+	// assertion (an AuthenticationResponseJSON).
 	Code string
 }
 
 // ResetAuthenticator removes the user's authenticator enrollment (pending or
 // verified) after checking proof, so the user must scan a new QR code. A
 // password alone never removes MFA (S13): proof must be a current
-// authenticator code or a recovery code (an email code needs a state
-// token: see ResetAuthenticatorWithChallenge). Without a verified
+// authenticator code, a WebAuthn assertion answering BeginWebAuthnCheck,
+// or a recovery code (an email code needs a state token: see
+// ResetAuthenticatorWithChallenge). Without a verified
 // authenticator an authenticator proof gets ErrNotEnrolled. In-flight
 // sign-ins of the user stop working (S15).
 //
@@ -32,7 +35,7 @@ func (s *Service) ResetAuthenticator(ctx context.Context, user string, proof Pro
 	if err := checkUser(user); err != nil {
 		return err
 	}
-	if err := s.checkProof(ctx, user, proof, ""); err != nil {
+	if err := s.checkProof(ctx, user, proof, "", purposeWebAuthnCheck); err != nil {
 		return err
 	}
 	return s.removeAuthenticator(ctx, user, EventSelfReset)
@@ -64,23 +67,32 @@ func (s *Service) removeAuthenticator(ctx context.Context, user string, typ Even
 	if err := s.store.ResetAttempts(ctx, user, Authenticator); err != nil {
 		return s.internal(ctx, "reset authenticator", err)
 	}
+	return s.closeWaysBack(ctx, user, Authenticator, typ, nil)
+}
+
+// closeWaysBack finishes the removal of the user's factor f (or, for
+// WEBAUTHN, of the credential cred) and closes the ways back (S15, S24):
+// in-flight sign-ins always; after an admin reset, or when no verified
+// factor is left, also the recovery codes and, through Config.EndSessions,
+// the user's sessions. Then it emits typ and sends the change notice.
+func (s *Service) closeWaysBack(ctx context.Context, user string, f Factor, typ EventType, cred *storage.Credential) error {
 	if err := s.revokeChallenges(ctx, user); err != nil {
 		return err
 	}
 	closeAll := typ == EventAdminReset
 	if !closeAll {
-		es, err := s.store.Enrollments(ctx, user)
+		held, err := s.holdsAny(ctx, user)
 		if err != nil {
-			return s.internal(ctx, "reset authenticator", err)
+			return s.internal(ctx, "reset "+strings.ToLower(string(f)), err)
 		}
-		closeAll = !slices.ContainsFunc(es, func(e storage.Enrollment) bool { return e.Verified })
+		closeAll = !held // no verified factor left
 	}
 	if closeAll {
 		// Sessions end first, then the recovery codes go: a set written
 		// by a session that was still alive is then removed here, or
 		// written after its session ended, where the HTTP layer's second
 		// look at the caller takes it back (S24).
-		s.emit(ctx, EventSessionsEnded, user, Authenticator, string(typ))
+		s.emit(ctx, EventSessionsEnded, user, f, string(typ))
 		if s.cfg.EndSessions != nil {
 			s.cfg.EndSessions(context.WithoutCancel(ctx), user)
 		}
@@ -91,17 +103,28 @@ func (s *Service) removeAuthenticator(ctx context.Context, user string, typ Even
 			return s.internal(ctx, "reset recovery codes", err)
 		}
 	}
-	s.emit(ctx, typ, user, Authenticator, "")
-	s.notify(ctx, user, Authenticator, "removed")
+	if cred != nil {
+		s.emitCredential(ctx, typ, user, "", *cred)
+		s.notifyNamed(ctx, user, passkeyName(cred.Name), "removed")
+		return nil
+	}
+	s.emit(ctx, typ, user, f, "")
+	s.notify(ctx, user, f, "removed")
 	return nil
 }
 
-var factorNames = map[Factor]string{Authenticator: "an authenticator app", Email: "email codes"}
+var factorNames = map[Factor]string{Authenticator: "an authenticator app", Email: "email codes", WebAuthn: "a passkey"}
 
 // notify emails the user a notice that a factor was added or removed
 // (S17), saying how to report a change they did not make. The change has
 // happened already, so a failure to notify is logged, not returned.
 func (s *Service) notify(ctx context.Context, user string, f Factor, change string) {
+	s.notifyNamed(ctx, user, factorNames[f], change)
+}
+
+// notifyNamed is notify for the factor named factorName for people, such
+// as a passkey named by the user.
+func (s *Service) notifyNamed(ctx context.Context, user, factorName, change string) {
 	info := requestInfo(ctx)
 	address := ""
 	if info.Actor == "" || info.Actor == user {
@@ -115,7 +138,7 @@ func (s *Service) notify(ctx context.Context, user string, f Factor, change stri
 		}
 	}
 	if address == "" {
-		s.cfg.Logger.WarnContext(ctx, "mfa: change notice not sent: no email address", "change", change, "factor", string(f))
+		s.cfg.Logger.WarnContext(ctx, "mfa: change notice not sent: no email address", "change", change, "factor", factorName)
 		return
 	}
 	actor := "You"
@@ -124,7 +147,7 @@ func (s *Service) notify(ctx context.Context, user string, f Factor, change stri
 	}
 	tpl := mailer.Localized{Default: s.cfg.NoticeTemplate, ByLocale: s.cfg.NoticeTemplates}.For(info.Locale)
 	msg, err := tpl.Render(address, mailer.NoticeData{Product: s.cfg.Issuer, User: user,
-		Change: change, FactorName: factorNames[f], Actor: actor, Time: s.cfg.Now(), ReportTo: s.cfg.ReportTo})
+		Change: change, FactorName: factorName, Actor: actor, Time: s.cfg.Now(), ReportTo: s.cfg.ReportTo})
 	if err == nil {
 		err = s.mail.Send(context.WithoutCancel(ctx), msg)
 	}

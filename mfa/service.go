@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/mfakit/mfakit/mailer"
 	"github.com/mfakit/mfakit/storage"
 )
@@ -32,11 +34,16 @@ type Service struct {
 	lock        storage.LockPolicy
 	// match is totp.Match; a field so tests can count the checks (S21).
 	match func(secret []byte, code string, now time.Time) (int64, bool)
+	// wa verifies WebAuthn ceremonies and creds keeps the credentials;
+	// both nil unless WEBAUTHN is enabled.
+	wa    *webauthn.WebAuthn
+	creds storage.CredentialStore
 }
 
 // New returns a Service. store keeps state, mail sends codes, and keys seals
 // TOTP secrets and keys code hashes; all three are required. cfg may be the
-// zero value.
+// zero value. Enabling WEBAUTHN (Config.WebAuthn) needs a store that
+// implements storage.CredentialStore.
 func New(store storage.Store, mail mailer.Mailer, keys *Keyring, cfg Config) (*Service, error) {
 	if store == nil || mail == nil || keys == nil {
 		return nil, errors.New("mfa: New needs a store, a mailer and a keyring")
@@ -52,6 +59,17 @@ func New(store storage.Store, mail mailer.Mailer, keys *Keyring, cfg Config) (*S
 		limits: storage.SendLimit{MinGap: cfg.EmailResendInterval, Window: time.Hour,
 			Max: cfg.EmailHourlyLimit},
 		lock: storage.LockPolicy{MaxFailures: cfg.MaxFailures, Base: cfg.LockoutBase, Max: cfg.LockoutMax},
+	}
+	if s.enabled(WebAuthn) {
+		creds, ok := store.(storage.CredentialStore)
+		if !ok {
+			return nil, errors.New("mfa: Config.WebAuthn needs a Store that implements storage.CredentialStore")
+		}
+		wa, err := cfg.WebAuthn.relyingParty()
+		if err != nil {
+			return nil, fmt.Errorf("mfa: WebAuthn: %w", err)
+		}
+		s.wa, s.creds = wa, creds
 	}
 	rand.Read(s.dummy)
 	s.dummySealed, _ = keys.seal(s.dummy, secretAD("", Authenticator, ""))
@@ -95,6 +113,9 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 type FactorStatus struct {
 	// Verified is false while the enrollment is pending.
 	Verified bool `json:"verified"`
+	// Count is, for WEBAUTHN, how many credentials the user holds; 0 for
+	// the other factors.
+	Count int `json:"count,omitempty"`
 }
 
 // Status is a user's MFA enrollment status.
@@ -117,14 +138,87 @@ func (s *Service) Status(ctx context.Context, user string) (Status, error) {
 	if err != nil {
 		return Status{}, s.internal(ctx, "status", err)
 	}
-	st := Status{Available: s.cfg.Factors, Details: make(map[Factor]FactorStatus, len(es))}
+	st := Status{Available: s.cfg.Factors, Details: make(map[Factor]FactorStatus, len(es)+1)}
 	now := s.cfg.Now()
 	for _, e := range es {
 		if e.Verified || now.Before(e.ExpiresAt) {
 			st.Details[e.Factor] = FactorStatus{Verified: e.Verified}
 		}
 	}
+	if s.webAuthnOn() {
+		creds, err := s.creds.Credentials(ctx, user)
+		if err != nil {
+			return Status{}, s.internal(ctx, "status", err)
+		}
+		if len(creds) > 0 {
+			st.Details[WebAuthn] = FactorStatus{Verified: true, Count: len(creds)}
+		}
+	}
 	return st, nil
+}
+
+// heldFactors returns the factors the user holds verified: enrollments,
+// and WEBAUTHN when it is enabled and the user has a credential.
+func (s *Service) heldFactors(ctx context.Context, user string) (map[Factor]bool, error) {
+	es, err := s.store.Enrollments(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	held := make(map[Factor]bool, len(es)+1)
+	for _, e := range es {
+		if e.Verified {
+			held[e.Factor] = true
+		}
+	}
+	if s.webAuthnOn() {
+		creds, err := s.creds.Credentials(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		held[WebAuthn] = len(creds) > 0
+	}
+	return held, nil
+}
+
+// holdsAny reports whether the user holds any verified factor.
+func (s *Service) holdsAny(ctx context.Context, user string) (bool, error) {
+	held, err := s.heldFactors(ctx, user)
+	for _, h := range held {
+		if h {
+			return true, err
+		}
+	}
+	return false, err
+}
+
+// heldSince reports whether the user holds factor f verified, and since
+// when: the enrollment's verification, or for WEBAUTHN the oldest
+// credential's registration.
+func (s *Service) heldSince(ctx context.Context, user string, f Factor) (bool, time.Time, error) {
+	if f == WebAuthn {
+		if !s.webAuthnOn() {
+			return false, time.Time{}, nil
+		}
+		creds, err := s.creds.Credentials(ctx, user)
+		if err != nil || len(creds) == 0 {
+			return false, time.Time{}, err
+		}
+		oldest := creds[0].CreatedAt
+		for _, c := range creds[1:] {
+			if c.CreatedAt.Before(oldest) {
+				oldest = c.CreatedAt
+			}
+		}
+		return true, oldest, nil
+	}
+	e, err := s.store.Enrollment(ctx, user, f)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, time.Time{}, nil
+	}
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	return e.Verified, e.VerifiedAt, nil
 }
 
 func newID() string {
