@@ -121,7 +121,10 @@ func (h *Handlers) VerifyQRCodeEnroll() http.Handler {
 // {"mfatype":"AUTHENTICATOR","totp":"123456"}: it checks a code of the
 // caller's verified authenticator — single use, counted toward lockout —
 // for hosts that re-verify inside a session (say, before a payment) and
-// then refresh the session's MFA time.
+// then refresh the session's MFA time. With
+// {"mfatype":"WEBAUTHN","credential":{...}} it checks a passkey's
+// assertion answering PUT /oauth/users/mfa/webauthn/challenge instead
+// (see CheckRequest).
 func (h *Handlers) CheckCode() http.Handler {
-	return h.verifyEndpoint(mfa.Authenticator, h.svc.CheckAuthenticator)
+	return h.checkEndpoint()
 }

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,6 +15,10 @@ type StateToken struct {
 	ExpiresIn string     `json:"expires_in"`
 	Status    string     `json:"status"`
 	Token     string     `json:"token"`
+	// PublicKey is, when MFAType is WEBAUTHN, the request options for the
+	// browser (a PublicKeyCredentialRequestOptionsJSON for
+	// PublicKeyCredential.parseRequestOptionsFromJSON); absent otherwise.
+	PublicKey json.RawMessage `json:"publicKey,omitempty"`
 }
 
 // ChallengeResponse is what a host's token endpoint answers to a password
@@ -31,7 +36,7 @@ func NewChallengeResponse(ch mfa.Challenge, now time.Time) ChallengeResponse {
 	// reports the full lifetime.
 	secs := max(0, int((ch.ExpiresAt.Sub(now)+time.Second-1)/time.Second))
 	return ChallengeResponse{ExpiresIn: secs, StateToken: StateToken{MFAType: ch.Factor,
-		ExpiresIn: strconv.Itoa(secs), Status: string(ch.Status), Token: ch.Token}}
+		ExpiresIn: strconv.Itoa(secs), Status: string(ch.Status), Token: ch.Token, PublicKey: ch.PublicKey}}
 }
 
 // WriteChallenge writes the state_token answer of ch (200, no-store). A
@@ -53,7 +58,10 @@ type switchRequest struct {
 // the old token stops working. The code goes to the address the Service's
 // mfa.Config.Directory gives for the token's user, asked only after the
 // token proved to be live (S26); without a Directory the answer is 409
-// no_email.
+// no_email. mfatype=AUTHENTICATOR and mfatype=WEBAUTHN switch to those
+// factors the same way (the passkey is not at hand; or new request
+// options once a WebAuthn challenge's 5 minutes are over); a factor the
+// user does not hold is 409 not_enrolled.
 func (h *Handlers) SwitchChallenge() http.Handler {
 	return h.endpoint(http.MethodPut, func(w http.ResponseWriter, r *http.Request) {
 		if h.auth.clients != nil {
@@ -63,7 +71,8 @@ func (h *Handlers) SwitchChallenge() http.Handler {
 			}
 		}
 		r = h.withInfo(r, User{})
-		if err := requireQuery(r, mfa.Email); err != nil {
+		to, err := switchTarget(r)
+		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
@@ -72,11 +81,29 @@ func (h *Handlers) SwitchChallenge() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		ch, err := h.svc.SwitchChallenge(r.Context(), req.StateToken, mfa.Email, h.addressOf)
+		ch, err := h.svc.SwitchChallenge(r.Context(), req.StateToken, to, h.addressOf)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
 		h.WriteChallenge(w, ch)
 	})
+}
+
+// switchTarget reads the factor a challenge switch asks for: the mfatype
+// query parameter, EMAIL, AUTHENTICATOR or WEBAUTHN.
+func switchTarget(r *http.Request) (mfa.Factor, error) {
+	got := r.URL.Query()["mfatype"]
+	const reason = "must be EMAIL, AUTHENTICATOR or WEBAUTHN"
+	switch {
+	case len(got) == 0 || got[0] == "":
+		return "", invalidParam("mfatype", "query parameter is required and "+reason)
+	case len(got) > 1:
+		return "", invalidParam("mfatype", reason)
+	}
+	switch f := mfa.Factor(got[0]); f {
+	case mfa.Email, mfa.Authenticator, mfa.WebAuthn:
+		return f, nil
+	}
+	return "", invalidParam("mfatype", reason)
 }

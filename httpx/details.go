@@ -42,7 +42,7 @@ func appendDetails(b []byte, st mfa.Status) []byte {
 	}
 	b = append(b, `],"details":{`...)
 	first := true
-	for _, f := range []mfa.Factor{mfa.Authenticator, mfa.Email} { // encoding/json's sorted key order
+	for _, f := range []mfa.Factor{mfa.Authenticator, mfa.Email, mfa.WebAuthn} { // encoding/json's sorted key order
 		d, ok := st.Details[f]
 		if !ok {
 			continue
@@ -55,6 +55,10 @@ func appendDetails(b []byte, st mfa.Status) []byte {
 		b = append(b, f...)
 		b = append(b, `":{"verified":`...)
 		b = strconv.AppendBool(b, d.Verified)
+		if d.Count != 0 {
+			b = append(b, `,"count":`...)
+			b = strconv.AppendInt(b, int64(d.Count), 10)
+		}
 		b = append(b, '}')
 	}
 	return append(b, "}}\n"...)

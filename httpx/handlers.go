@@ -17,6 +17,12 @@ import (
 type Config struct {
 	// MaxBodyBytes caps request bodies (S19). Default 4096.
 	MaxBodyBytes int64
+	// MaxWebAuthnBodyBytes caps the bodies that may carry a WebAuthn
+	// credential, larger than a code: verifyWebAuthnEnroll and, when
+	// WEBAUTHN is enabled, the sign-in (state token grant, SignIn), the
+	// re-verification (verify) and the self reset (resetMyQRCodeEnroll).
+	// Default 16 KiB; never below MaxBodyBytes.
+	MaxWebAuthnBodyBytes int64
 	// QRSize is the QR code's width and height in pixels. Default 256.
 	QRSize int
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed when
@@ -80,6 +86,9 @@ type Handlers struct {
 	// addressOf finds where the code of a switched sign-in goes: the
 	// Service's Directory (mfa.Config.Directory), or nil without one.
 	addressOf mfa.AddressFunc
+	// proofLimit caps the bodies that carry a factor's proof: a WebAuthn
+	// assertion is larger than a code.
+	proofLimit int64
 }
 
 // New returns the Handlers of svc, finding the user behind each request
@@ -95,6 +104,10 @@ func New(svc *mfa.Service, authn Authenticator, cfg Config) *Handlers {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4096
 	}
+	if cfg.MaxWebAuthnBodyBytes <= 0 {
+		cfg.MaxWebAuthnBodyBytes = 16 << 10
+	}
+	cfg.MaxWebAuthnBodyBytes = max(cfg.MaxWebAuthnBodyBytes, cfg.MaxBodyBytes)
 	if cfg.QRSize <= 0 {
 		cfg.QRSize = mfa.QRSize
 	}
@@ -107,10 +120,13 @@ func New(svc *mfa.Service, authn Authenticator, cfg Config) *Handlers {
 	if cfg.CrossOrigin == nil {
 		cfg.CrossOrigin = http.NewCrossOriginProtection()
 	}
-	h := &Handlers{svc: svc, cfg: cfg, now: time.Now} // time.Now only without a Service, where nothing is served
+	h := &Handlers{svc: svc, cfg: cfg, now: time.Now, proofLimit: cfg.MaxBodyBytes} // time.Now only without a Service, where nothing is served
 	if svc != nil {
 		svcCfg := svc.Config()
 		h.now = svcCfg.Now
+		if slices.Contains(svcCfg.Factors, mfa.WebAuthn) {
+			h.proofLimit = cfg.MaxWebAuthnBodyBytes
+		}
 		if svcCfg.Directory != nil {
 			h.addressOf = svcCfg.Directory.EmailOf
 		}

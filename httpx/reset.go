@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -12,17 +13,25 @@ import (
 // user; for a user both StateToken and Username are absent (or Username
 // matches the user). Username is accepted for clients written against
 // older versions, and never names a user by itself (S23).
+//
+// With "mfatype":"WEBAUTHN" the proof is "credential", a passkey's
+// assertion (an AuthenticationResponseJSON) instead of "totp": answering
+// PUT /oauth/users/mfa/webauthn/challenge for a user, or the sign-in's
+// request options (the state token answer's "publicKey") with a
+// stateToken.
 type ResetRequest struct {
-	Username   string `json:"username" validate:"max=320"`
-	StateToken string `json:"stateToken" validate:"max=1024"`
-	MFAType    string `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL RECOVERY"`
-	TOTP       string `json:"totp" validate:"required,max=32"`
+	Username   string          `json:"username" validate:"max=320"`
+	StateToken string          `json:"stateToken" validate:"max=1024"`
+	MFAType    string          `json:"mfatype" validate:"required,oneof=AUTHENTICATOR EMAIL RECOVERY WEBAUTHN"`
+	TOTP       string          `json:"totp" validate:"max=32"`
+	Credential json.RawMessage `json:"credential"`
 }
 
 // ResetMyQRCodeEnroll serves POST resetMyQRCodeEnroll. The caller proves a
 // factor the user still holds (S13):
 //   - a user (see Auth.CheckUser: a Bearer token, a session cookie):
-//     {"mfatype":"AUTHENTICATOR"|"RECOVERY","totp":"..."}
+//     {"mfatype":"AUTHENTICATOR"|"RECOVERY","totp":"..."}, or
+//     {"mfatype":"WEBAUTHN","credential":{...}}
 //   - anyone else (the lost phone): "stateToken" from the password step of
 //     a sign-in, with "mfatype":"AUTHENTICATOR", "EMAIL" (the code the
 //     challenge sent, after switching it to EMAIL) or "RECOVERY"; and,
@@ -57,16 +66,19 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 		}
 		user := u.Username
 		var req ResetRequest
-		if err := decodeJSON(r, h.cfg.MaxBodyBytes, &req, false); err != nil {
+		if err := decodeJSON(r, h.proofLimit, &req, false); err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		proof := mfa.Proof{Factor: mfa.Factor(req.MFAType), Code: req.TOTP}
-		if err := checkProofCode(proof); err != nil {
+		if req.TOTP == "" && len(req.Credential) == 0 && req.MFAType != string(mfa.WebAuthn) {
+			h.fail(w, r, invalidParam("totp", "is required"))
+			return
+		}
+		proof, err := proofOf(req.MFAType, req.TOTP, req.Credential)
+		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		var err error
 		switch {
 		case viaToken && req.StateToken == "":
 			// Without a user only the state token names one (S23): a

@@ -17,8 +17,11 @@ type Route struct {
 
 // Routes returns the default route table of the API contract: the seven
 // endpoints, each at its seed path and, for the four the seed writes
-// without /oauth, also at the /oauth-prefixed alias; then the kit's
-// extensions (recovery codes, switching a sign-in challenge to EMAIL).
+// without /oauth, also at the /oauth-prefixed alias; the passkey routes
+// (associateWebAuthn and verifyWebAuthnEnroll with their aliases, the
+// list, the removal and the step-up options), which answer 400
+// factor_disabled unless WEBAUTHN is enabled; then the kit's extensions
+// (recovery codes, switching a sign-in challenge, re-verification).
 func (h *Handlers) Routes() []Route {
 	both := func(p string) []string { return []string{p, "/oauth" + p} }
 	return []Route{
@@ -29,6 +32,12 @@ func (h *Handlers) Routes() []Route {
 		{http.MethodPut, both("/users/{username}/mfa/resetQRCodeEnroll"), h.ResetQRCodeEnroll()},
 		{http.MethodPut, []string{"/oauth/users/mfa/enrollEmail"}, h.EnrollEmail()},
 		{http.MethodPut, []string{"/oauth/users/mfa/verifyEmail"}, h.VerifyEmail()},
+		// Passkeys (WEBAUTHN), in the seed's style.
+		{http.MethodPut, both("/users/mfa/associateWebAuthn"), h.AssociateWebAuthn()},
+		{http.MethodPut, both("/users/mfa/verifyWebAuthnEnroll"), h.VerifyWebAuthnEnroll()},
+		{http.MethodGet, []string{"/oauth/users/mfa/webauthn"}, h.WebAuthnCredentials()},
+		{http.MethodDelete, []string{"/oauth/users/mfa/webauthn/{id}"}, h.RemoveWebAuthnCredential()},
+		{http.MethodPut, []string{"/oauth/users/mfa/webauthn/challenge"}, h.WebAuthnChallenge()},
 		// Kit extensions beyond the seed.
 		{"GET, POST", []string{"/oauth/users/mfa/recoveryCodes"}, h.RecoveryCodes()},
 		{http.MethodPut, []string{"/oauth/users/mfa/challenge"}, h.SwitchChallenge()},

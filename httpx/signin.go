@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -20,7 +21,9 @@ const maxStateToken = 1024
 // (application/x-www-form-urlencoded) or a JSON object, the state token as
 // "state_token" or "stateToken", the code as "totp" or "code", and
 // optionally "mfatype" (RECOVERY for a recovery code; the token's own
-// factor otherwise). The host signs the user in when it returns no error
+// factor otherwise). For a WEBAUTHN challenge the proof is "credential",
+// the passkey's assertion (an AuthenticationResponseJSON: a JSON object,
+// or in a form its JSON text), and no code. The host signs the user in when it returns no error
 // (with User.MFAAt = now unless LoginResult.NeedsEnrollment) and writes
 // the error otherwise. SignIn is the whole handler; StateTokenGrant is the
 // same for an OAuth token endpoint.
@@ -36,7 +39,7 @@ func (h *Handlers) CompleteSignIn(r *http.Request) (mfa.LoginResult, error) {
 		}
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 		var req signInRequest
-		if err = decodeJSON(r, h.cfg.MaxBodyBytes, &req, false); err == nil {
+		if err = decodeJSON(r, h.proofLimit, &req, false); err == nil {
 			in, err = req.fields()
 		}
 	default:
@@ -52,7 +55,8 @@ func (h *Handlers) CompleteSignIn(r *http.Request) (mfa.LoginResult, error) {
 // StateTokenGrant completes the second step of a sign-in from an OAuth
 // token request with grant_type=state_token: the form fields of
 // CompleteSignIn (state_token and totp, and optionally mfatype=RECOVERY
-// for a recovery code). The caller has already checked the client
+// for a recovery code; or mfatype=WEBAUTHN and credential, the passkey's
+// AuthenticationResponseJSON, for a WEBAUTHN challenge). The caller has already checked the client
 // credentials; it mints its access token (with User.MFAAt = now) when this
 // returns no error, and otherwise writes the error with the ErrorHandler
 // (or ProblemFor).
@@ -92,18 +96,19 @@ func (h *Handlers) SignIn(onSuccess func(w http.ResponseWriter, r *http.Request,
 
 // signInFields is the second step of a sign-in as a request states it.
 type signInFields struct {
-	token string
-	proof mfa.Proof
+	token, mfatype, code string
+	credential           []byte
 }
 
 // signInRequest is the JSON body CompleteSignIn reads: each field under
 // either of its two names, the OAuth one and the one of this API's JSON.
 type signInRequest struct {
-	StateToken      string `json:"state_token" validate:"max=1024"`
-	StateTokenCamel string `json:"stateToken" validate:"max=1024"`
-	TOTP            string `json:"totp" validate:"max=64"`
-	Code            string `json:"code" validate:"max=64"`
-	MFAType         string `json:"mfatype"`
+	StateToken      string          `json:"state_token" validate:"max=1024"`
+	StateTokenCamel string          `json:"stateToken" validate:"max=1024"`
+	TOTP            string          `json:"totp" validate:"max=64"`
+	Code            string          `json:"code" validate:"max=64"`
+	MFAType         string          `json:"mfatype"`
+	Credential      json.RawMessage `json:"credential"`
 }
 
 func (req signInRequest) fields() (signInFields, error) {
@@ -115,15 +120,15 @@ func (req signInRequest) fields() (signInFields, error) {
 	if err != nil {
 		return signInFields{}, err
 	}
-	return signInFields{token: token, proof: mfa.Proof{Factor: mfa.Factor(req.MFAType), Code: code}}, nil
+	return signInFields{token: token, mfatype: req.MFAType, code: code, credential: req.Credential}, nil
 }
 
 // signInFromForm reads the fields of CompleteSignIn from a form. Each may
 // be given once: a repeated one is refused, as a repeated JSON key is
 // (S28).
 func signInFromForm(form url.Values) (signInFields, error) {
-	var v [5]string
-	for i, name := range []string{"state_token", "stateToken", "totp", "code", "mfatype"} {
+	var v [6]string
+	for i, name := range []string{"state_token", "stateToken", "totp", "code", "mfatype", "credential"} {
 		switch len(form[name]) {
 		case 0:
 		case 1:
@@ -132,7 +137,12 @@ func signInFromForm(form url.Values) (signInFields, error) {
 			return signInFields{}, invalidParam(name, "must be given once")
 		}
 	}
-	return signInRequest{StateToken: v[0], StateTokenCamel: v[1], TOTP: v[2], Code: v[3], MFAType: v[4]}.fields()
+	var credential json.RawMessage
+	if v[5] != "" {
+		credential = json.RawMessage(v[5])
+	}
+	return signInRequest{StateToken: v[0], StateTokenCamel: v[1], TOTP: v[2], Code: v[3], MFAType: v[4],
+		Credential: credential}.fields()
 }
 
 // either returns the one of two spellings of a field that is set; both
@@ -144,12 +154,13 @@ func either(name, v, altName, alt string) (string, error) {
 	return v + alt, nil
 }
 
-// parseForm reads r's form body (at most Config.MaxBodyBytes) and returns
+// parseForm reads r's form body (at most Config.MaxBodyBytes, or
+// MaxWebAuthnBodyBytes when WEBAUTHN is enabled) and returns
 // its fields; the query string is not read, so a state token or a code
 // never comes from a URL.
 func (h *Handlers) parseForm(r *http.Request) (url.Values, error) {
 	if r.Body != nil {
-		r.Body = http.MaxBytesReader(nil, r.Body, h.cfg.MaxBodyBytes)
+		r.Body = http.MaxBytesReader(nil, r.Body, h.proofLimit)
 	}
 	if err := r.ParseForm(); err != nil {
 		if tooLarge, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -169,11 +180,12 @@ func (h *Handlers) completeSignIn(r *http.Request, in signInFields) (mfa.LoginRe
 	case len(in.token) > maxStateToken:
 		return mfa.LoginResult{}, mfa.ErrInvalidToken
 	}
-	if f := in.proof.Factor; f != "" && f != mfa.Recovery && !f.Enrollable() {
-		return mfa.LoginResult{}, invalidParam("mfatype", "must be AUTHENTICATOR, EMAIL or RECOVERY")
+	if f := mfa.Factor(in.mfatype); f != "" && !isFactorName(f) {
+		return mfa.LoginResult{}, invalidParam("mfatype", "must be AUTHENTICATOR, EMAIL, WEBAUTHN or RECOVERY")
 	}
-	if err := checkProofCode(in.proof); err != nil {
+	proof, err := proofOf(in.mfatype, in.code, in.credential)
+	if err != nil {
 		return mfa.LoginResult{}, err
 	}
-	return h.svc.CompleteChallenge(h.withInfo(r, User{}).Context(), in.token, in.proof)
+	return h.svc.CompleteChallenge(h.withInfo(r, User{}).Context(), in.token, proof)
 }

@@ -242,7 +242,11 @@ func (s *Service) CompleteChallenge(ctx context.Context, token string, proof Pro
 	if proof.Factor == "" {
 		proof.Factor = f
 	}
-	if proof.Factor != f && proof.Factor != Recovery {
+	// A code for a WEBAUTHN token (or an assertion for another) is the
+	// wrong kind of proof, not a wrong one: refused before it is counted.
+	assertion := strings.HasPrefix(strings.TrimSpace(proof.Code), "{")
+	wrongKind := proof.Factor != Recovery && (proof.Factor == WebAuthn) != assertion
+	if (proof.Factor != f && proof.Factor != Recovery) || wrongKind {
 		s.restoreToken(ctx, user, f, token, expires)
 		return LoginResult{}, ErrUnsupportedProof
 	}
