@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -81,8 +82,11 @@ func newKits(t *testing.T, stores ...storage.Store) []*kit {
 	var kits []*kit
 	for _, st := range stores {
 		k := &kit{mail: &mailertest.Recorder{}, events: &eventLog{}}
-		svc, err := mfa.New(st, k.mail, keys, mfa.Config{Issuer: "Acme", Events: k.events,
-			Logger: slog.New(slog.DiscardHandler)})
+		cfg := mfa.Config{Issuer: "Acme", Events: k.events, Logger: slog.New(slog.DiscardHandler)}
+		if _, ok := st.(storage.CredentialStore); ok { // passkeys wherever the backend keeps them
+			cfg.WebAuthn = &mfa.WebAuthnConfig{RPID: testRP.ID, RPOrigins: []string{testRP.Origin}}
+		}
+		svc, err := mfa.New(st, k.mail, keys, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,6 +217,32 @@ var burstPaths = []burstPath{
 			return k.call(t, "POST", "/users/mfa/resetMyQRCodeEnroll", "u:"+user, jsonType, body(mfa.Recovery, code))
 		}
 		return wrong, codes[0], send
+	}},
+	{"WebAuthn", mfa.WebAuthn, func(t *testing.T, kits []*kit, user string) (func(int) string, string, attempt) {
+		svc := kits[0].svc
+		if !slices.Contains(svc.Config().Factors, mfa.WebAuthn) {
+			t.Skip("this backend keeps no WebAuthn credentials")
+		}
+		ctx := context.Background()
+		opts, err := svc.BeginWebAuthnEnrollment(ctx, user, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := newPasskey()
+		if _, err := svc.FinishWebAuthnEnrollment(ctx, user, "Key", []byte(key.register(t, opts))); err != nil {
+			t.Fatal(err)
+		}
+		check, err := svc.BeginWebAuthnCheck(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := key.clone()
+		forged.cred.Key = newCredential().Key
+		wrong := forged.assert(t, check)
+		send := func(k *kit, credential string) int {
+			return k.call(t, "PUT", "/oauth/users/mfa/verify", "u:"+user, jsonType, credentialBody(credential))
+		}
+		return func(int) string { return wrong }, key.assert(t, check), send
 	}},
 	{"Challenge", mfa.Authenticator, func(t *testing.T, kits []*kit, user string) (func(int) string, string, attempt) {
 		secret, p := enrollDirect(t, kits[0].svc, user)
