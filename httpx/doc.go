@@ -26,6 +26,7 @@
 //
 // Hosts on chi, gin, echo or fiber mount the single handlers
 // (api.MFADetails(), api.AssociateQRCode(), ...) on their own routes; the
-// admin reset reads the username with r.PathValue("username"), which such
-// a host sets with r.SetPathValue.
+// admin reset reads the username with r.PathValue("username"), and the
+// removal of a passkey its ID with r.PathValue("id"), which such a host
+// sets with r.SetPathValue.
 package httpx

@@ -185,8 +185,9 @@ func writeRawJSON(w http.ResponseWriter, b []byte) {
 	w.Write([]byte{'\n'})
 }
 
-// checkCredentialJSON refuses a "credential" that is missing or is not a
-// JSON object, before the domain reads it.
+// checkCredentialJSON refuses a "credential" that is missing, is not a
+// JSON object, or repeats a key at any depth (S28: also when it came as
+// the text of a form field), before the domain reads it.
 func checkCredentialJSON(c []byte) error {
 	c = bytes.TrimSpace(c)
 	switch {
@@ -196,6 +197,12 @@ func checkCredentialJSON(c []byte) error {
 		return invalidParam("credential", "must be a JSON object: the credential's toJSON()")
 	case len(c) > mfa.MaxWebAuthnJSON:
 		return invalidParam("credential", "is too long")
+	}
+	if err := checkStrict(c, nil); err != nil {
+		if p, ok := err.(*Problem); ok && len(p.InvalidParams) == 1 {
+			return invalidParam("credential."+p.InvalidParams[0].Name, p.InvalidParams[0].Reason)
+		}
+		return err
 	}
 	return nil
 }

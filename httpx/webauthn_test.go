@@ -354,6 +354,7 @@ func TestWebAuthnRefusedOverHTTP(t *testing.T) {
 		{url.Values{"credential": {"{}"}, "totp": {"123456"}}, "totp"},
 		{url.Values{"credential": {"{}"}, "mfatype": {"RECOVERY"}}, "credential"},
 		{url.Values{"credential": {"{}", "{}"}}, "credential"},
+		{url.Values{"credential": {`{"id":"a","response":{"x":1,"x":2}}`}}, "credential.response.x"},
 		{url.Values{"mfatype": {"SMS"}}, "mfatype"},
 	} {
 		c.form.Set("grant_type", "state_token")

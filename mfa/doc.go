@@ -1,7 +1,7 @@
-// Package mfa is the domain of mfakit: authenticator (TOTP) and email
-// enrollment, code checks with replay protection and lockout, self and
-// admin reset, and status. It knows nothing of HTTP; package httpx serves
-// it.
+// Package mfa is the domain of mfakit: authenticator (TOTP), email and
+// passkey (WebAuthn, with Config.WebAuthn) enrollment, code and assertion
+// checks with replay protection and lockout, self and admin reset, and
+// status. It knows nothing of HTTP; package httpx serves it.
 //
 // A Service needs a Store, a Mailer and a Keyring; everything else is an
 // optional Config whose zero value is safe:
