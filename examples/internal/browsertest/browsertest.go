@@ -73,14 +73,15 @@ func Save(t *testing.T, name string, png []byte) {
 }
 
 // AddAuthenticator plugs a virtual passkey authenticator into the tab of
-// ctx, through Chrome's WebAuthn testing domain: a CTAP2 platform
-// authenticator (transport internal) that keeps discoverable credentials,
-// verifies its user, and confirms presence without a touch, so
-// navigator.credentials.create and get answer at once. The first call
+// ctx, through Chrome's WebAuthn testing domain: a CTAP2 authenticator on
+// transport (internal for the device's own, usb, nfc, ble...) that keeps
+// discoverable credentials, verifies its user, and confirms presence
+// without a touch, so navigator.credentials.create and get answer at
+// once. Chrome allows one internal authenticator per tab. The first call
 // on a tab turns on the virtual environment, without its UI; from then
 // on the tab's WebAuthn calls reach only virtual authenticators. The tab
 // is the one the page runs in: add authenticators after navigating there.
-func AddAuthenticator(t *testing.T, ctx context.Context) webauthn.AuthenticatorID {
+func AddAuthenticator(t *testing.T, ctx context.Context, transport webauthn.AuthenticatorTransport) webauthn.AuthenticatorID {
 	t.Helper()
 	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
 		t.Fatalf("WebAuthn.enable: %v", err)
@@ -88,7 +89,7 @@ func AddAuthenticator(t *testing.T, ctx context.Context) webauthn.AuthenticatorI
 	res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
 		Options: &webauthn.VirtualAuthenticatorOptions{
 			Protocol:                    webauthn.AuthenticatorProtocolCtap2,
-			Transport:                   webauthn.AuthenticatorTransportInternal,
+			Transport:                   transport,
 			HasResidentKey:              true,
 			HasUserVerification:         true,
 			IsUserVerified:              true,
