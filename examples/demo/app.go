@@ -40,7 +40,11 @@ type app struct {
 	cleaner     storage.Cleaner
 	// clientID and clientSecret are the demo client the page signs in with.
 	clientID, clientSecret string
-	closers                []io.Closer
+	// rpID and rpOrigins are the passkeys' relying party (none when off),
+	// which the page shows so that people open it where passkeys work.
+	rpID      string
+	rpOrigins []string
+	closers   []io.Closer
 }
 
 func newApp(o options, out io.Writer) (*app, error) {
@@ -52,7 +56,14 @@ func newApp(o options, out io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &app{id: newIdentity(users, clients)}
+	origins, err := o.passkeyOrigins()
+	if err != nil {
+		return nil, err
+	}
+	a := &app{id: newIdentity(users, clients), rpOrigins: origins}
+	if len(origins) > 0 {
+		a.rpID = o.rpID
+	}
 	for _, entry := range strings.Split(o.clients, ",") { // the first client signs the page in
 		if id, secret, ok := strings.Cut(strings.TrimSpace(entry), ":"); ok {
 			a.clientID, a.clientSecret = id, secret
@@ -73,11 +84,23 @@ func newApp(o options, out io.Writer) (*app, error) {
 	if events == nil {
 		events = mfa.SlogEvents(slog.Default())
 	}
+	// Passkeys: on unless -rp-id is empty; the page must be opened at one
+	// of the origins (by default http://localhost:<port>, not 127.0.0.1).
+	if _, ok := store.(storage.CredentialStore); !ok && a.rpID != "" {
+		// Until sqlstore keeps passkeys (memstore and redisstore do).
+		slog.Warn("passkeys off: this storage keeps no WebAuthn credentials yet", "storage", a.storageName)
+		a.rpID, a.rpOrigins = "", nil
+	}
+	var passkeys *mfa.WebAuthnConfig
+	if a.rpID != "" {
+		passkeys = &mfa.WebAuthnConfig{RPID: a.rpID, RPDisplayName: "mfakit demo", RPOrigins: a.rpOrigins}
+	}
 	// A reset that closes every way back (an admin reset, or the removal
 	// of the last factor) ends the user's sessions: their tokens, and the
 	// MFA time step-up relies on, stop counting (S24).
 	a.svc, err = mfa.New(store, mail, keys, mfa.Config{Issuer: "mfakit demo",
-		EmailResendInterval: o.emailInterval, Directory: a.id, Events: events, EndSessions: a.id.endSessions})
+		EmailResendInterval: o.emailInterval, Directory: a.id, Events: events, EndSessions: a.id.endSessions,
+		WebAuthn: passkeys})
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -281,7 +304,9 @@ func (a *app) token(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, httpx.ProblemFor(err))
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	// Room for a passkey's assertion: a credential ID may have 1023
+	// bytes, and the JSON carries it twice in base64url, form-encoded.
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		httpx.WriteProblem(w, httpx.NewProblem(http.StatusBadRequest, httpx.CodeInvalidRequest, "the body must be a form"))
 		return
@@ -355,5 +380,6 @@ func (a *app) page(next http.Handler) http.Handler {
 // of the host's.
 func (a *app) demoConfig(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]string{"clientId": a.clientID, "clientSecret": a.clientSecret})
+	json.NewEncoder(w).Encode(map[string]any{"clientId": a.clientID, "clientSecret": a.clientSecret,
+		"rpId": a.rpID, "rpOrigins": a.rpOrigins})
 }

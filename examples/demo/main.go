@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +36,10 @@ type options struct {
 	emailInterval                     time.Duration
 	smtp, mailFrom, smtpUser          string
 	smtpPassword, smtpSecurity        string
+	// rpID and rpOrigins are the passkeys' relying party: its ID (a
+	// domain; empty turns passkeys off) and the comma-separated origins
+	// pages may use them from (empty: http://localhost:<port of addr>).
+	rpID, rpOrigins string
 	// events receives the kit's audit events; not a flag. Default: logged
 	// with slog.
 	events mfa.EventHook
@@ -54,6 +59,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.smtpUser, "smtp-user", "", "SMTP username (the password comes from $MFAKIT_SMTP_PASSWORD)")
 	fs.StringVar(&o.smtpSecurity, "smtp-security", "starttls", "starttls (required, except to a loopback server), tls (implicit, port 465) or plaintext")
 	fs.DurationVar(&o.emailInterval, "email-interval", time.Minute, "least time between two email codes to one user")
+	fs.StringVar(&o.rpID, "rp-id", "localhost", "passkeys' relying party ID (the site's domain); empty = no passkeys")
+	fs.StringVar(&o.rpOrigins, "rp-origins", "", "comma-separated origins the page may use passkeys from (default http://localhost:<port of -addr>)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -62,6 +69,28 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return o, nil
+}
+
+// passkeyOrigins returns the origins the page may use passkeys from:
+// -rp-origins, or http://localhost:<port of -addr>; none without -rp-id.
+func (o options) passkeyOrigins() ([]string, error) {
+	if o.rpID == "" {
+		return nil, nil
+	}
+	var origins []string
+	for _, s := range strings.Split(o.rpOrigins, ",") {
+		if s = strings.TrimSuffix(strings.TrimSpace(s), "/"); s != "" {
+			origins = append(origins, s)
+		}
+	}
+	if len(origins) > 0 {
+		return origins, nil
+	}
+	_, port, err := net.SplitHostPort(o.addr)
+	if err != nil || port == "" || port == "0" {
+		return nil, fmt.Errorf("-rp-origins: cannot derive it from -addr %q (give -rp-origins http://localhost:PORT)", o.addr)
+	}
+	return []string{"http://localhost:" + port}, nil
 }
 
 func main() {
@@ -78,15 +107,17 @@ func main() {
 }
 
 func run(o options, out io.Writer) error {
-	app, err := newApp(o, out)
-	if err != nil {
-		return err
-	}
-	defer app.Close()
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
+	o.addr = ln.Addr().String() // the port taken, for the passkeys' default origin
+	app, err := newApp(o, out)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer app.Close()
 	srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -100,6 +131,9 @@ func run(o options, out io.Writer) error {
 	slog.Info("mfakit demo listening", "url", "http://"+ln.Addr().String(), "storage", app.storageName)
 	fmt.Fprintf(out, "mfakit demo on http://%s — get a token with:\n  curl -s -u demo-client:demo-secret -d grant_type=password -d username=alice@example.com -d password=alice-password http://%s/oauth/token\n",
 		ln.Addr(), ln.Addr())
+	if len(app.rpOrigins) > 0 {
+		fmt.Fprintf(out, "passkeys work on the page at %s/ (not at another address of this server)\n", app.rpOrigins[0])
+	}
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
