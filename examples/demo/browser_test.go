@@ -23,9 +23,8 @@ func TestBrowserJourney(t *testing.T) {
 		chromedp.Navigate(d.srv.URL+"/"),
 		chromedp.WaitVisible(css("#signin-form")),
 		// Signing in needs the client credentials the page fetches from
-		// /demo-config.json after load; the page marks nothing in the DOM
-		// when they arrive, so wait on its state object itself.
-		chromedp.Poll[chromedp.Void]("typeof state === 'object' && state.config !== null"),
+		// /demo-config.json after load; <main> says when they arrived.
+		chromedp.WaitVisible(css(`main[data-config="ready"]`)),
 		chromedp.Click(css("#signin-form button")),
 		chromedp.WaitVisible(css("#qr-start")),
 		chromedp.Click(css("#qr-start")),
