@@ -69,7 +69,8 @@ type reservation struct {
 // reset between the two reads).
 const maxRaces = 8
 
-// Attempts implements storage.AttemptStore.
+// Attempts implements storage.AttemptStore. A row of zeroes, as
+// AcceptStep leaves on PostgreSQL and MySQL, is no state: the zero value.
 func (s *Store) Attempts(ctx context.Context, user string, factor storage.Factor) (storage.Attempts, error) {
 	var failures int
 	var locked, last int64
@@ -93,8 +94,8 @@ func attempts(failures int, locked, last int64) storage.Attempts {
 //
 //   - PostgreSQL: INSERT ... ON CONFLICT DO UPDATE ... WHERE unlocked
 //     RETURNING, in the batched statement of ReserveFactor (batch.go),
-//     whose CTE also returns the stored state of a locked factor; one
-//     round trip.
+//     which also reads the stored state of a locked factor; one round
+//     trip.
 //   - SQLite: the same upsert with RETURNING; a locked factor (no row
 //     returned) costs a second statement to read its state.
 //   - MySQL: INSERT ... ON DUPLICATE KEY UPDATE with IF()s, which passes
@@ -243,8 +244,8 @@ func (s *Store) reserveMySQL(ctx context.Context, user string, factor storage.Fa
 // depends on whether the enrollment exists:
 //
 //   - PostgreSQL: one statement (batched, see batch.go): the upsert of
-//     ReserveAttempt in a CTE, left-joined with the stored state (for a
-//     locked factor) and the enrollment. One round trip.
+//     ReserveAttempt in a CTE, left-joined with the enrollment, and for
+//     a locked factor the stored state. One round trip.
 //   - MySQL and SQLite: the upsert of ReserveAttempt, then one SELECT of
 //     the state and the enrollment together (a LEFT JOIN of both from a
 //     one-row table). Two round trips, locked or not.

@@ -14,9 +14,10 @@ import (
 // every reservation a write), so that DELETE scans it; the rows it keeps
 // are bounded by the real users active within AttemptIdle.
 func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time) (int64, error) {
-	if s.dialect == MySQL {
-		// AcceptStep on MySQL zeroes the failure state instead of deleting
-		// it. Such a row records nothing, so it is not counted as removed.
+	if s.dialect != SQLite {
+		// AcceptStep on PostgreSQL and MySQL zeroes the failure state
+		// instead of deleting it. Such a row records nothing, so it is not
+		// counted as removed.
 		if _, err := s.exec(ctx, "delete expired", "DELETE FROM "+s.attempts+
 			" WHERE failures = 0 AND locked_until = 0 AND last_at = 0"); err != nil {
 			return 0, err

@@ -144,10 +144,11 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, user string, factor stora
 // conditional UPDATE (last_step < step), so concurrent callers cannot both
 // succeed, and the failure state of the factor is cleared with it:
 //
-//   - PostgreSQL: one statement, the UPDATE with a DELETE of the failure
-//     state in a data-modifying CTE (batched, see batch.go);
-//   - MySQL: one multi-table UPDATE that also zeroes the failure state row
-//     (a zeroed row reads as no state; DeleteExpired drops it);
+//   - PostgreSQL: one statement, the UPDATE with an UPDATE that zeroes
+//     the failure state row in a data-modifying CTE (batched, see
+//     batch.go); a zeroed row reads as no state, and DeleteExpired drops
+//     it;
+//   - MySQL: one multi-table UPDATE that also zeroes the failure state row;
 //   - SQLite: the UPDATE and a DELETE in one transaction.
 //
 // A refusal costs a second read, to tell ErrStepReused from ErrNotFound.

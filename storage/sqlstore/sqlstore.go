@@ -54,9 +54,11 @@ type Store struct {
 	enrollments, codes, attempts, sends, recovery, versions string
 
 	stmts sync.Map // query → *sql.Stmt
-	// steps and reserves batch the verify hot path on PostgreSQL.
-	steps    *batcher[stepIn, bool]
-	reserves *batcher[reserveIn, reserveOut]
+	// steps and reserves batch the verify hot path on PostgreSQL, with
+	// the statements acceptQuery and reserveQuery.
+	steps                     *batcher[stepIn, bool]
+	reserves                  *batcher[reserveIn, reserveOut]
+	acceptQuery, reserveQuery string
 }
 
 var (
@@ -92,8 +94,10 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 		enrollments: p + "enrollments", codes: p + "codes", attempts: p + "attempts",
 		sends: p + "sends", recovery: p + "recovery_codes", versions: p + "schema_versions"}
 	if dialect == Postgres {
+		s.acceptQuery, s.reserveQuery = acceptSQL(s.enrollments, s.attempts), reserveSQL(s.enrollments, s.attempts)
 		s.steps = &batcher[stepIn, bool]{key: func(c stepIn) string { return factorKey(c.user, c.factor) }, run: s.acceptSteps}
-		s.reserves = &batcher[reserveIn, reserveOut]{key: func(c reserveIn) string { return factorKey(c.user, c.factor) }, run: s.reserveFactors}
+		s.reserves = &batcher[reserveIn, reserveOut]{key: func(c reserveIn) string { return factorKey(c.user, c.factor) },
+			fit: sameLock, run: s.reserveFactors}
 	}
 	return s, nil
 }
