@@ -12,15 +12,17 @@ var _ storage.Eraser = (*Store)(nil)
 
 // ForgetUser implements storage.Eraser in one transaction: a DELETE of
 // the user's rows from the enrollments, codes, failure state and recovery
-// code tables (each by the leading column of its primary key), then of
-// each send key's row. A reader sees the user whole or gone. The rows are
-// deleted in the same table order as the other transactions lock them,
-// the send keys sorted; should the database still break a deadlock by
-// rolling the transaction back, it runs again (twice at most).
+// code tables (each by the leading column of its primary key) and from
+// the credentials table (by its username index), which frees the
+// credentials' IDs, then of each send key's row. A reader sees the user
+// whole or gone. The rows are deleted in the same table order as the
+// other transactions lock them, the send keys sorted; should the database
+// still break a deadlock by rolling the transaction back, it runs again
+// (twice at most).
 func (s *Store) ForgetUser(ctx context.Context, user string, sendKeys []string) error {
 	keys := slices.Compact(slices.Sorted(slices.Values(sendKeys)))
 	forget := func(tx *sql.Tx) error {
-		for _, table := range []string{s.enrollments, s.codes, s.attempts, s.recovery} {
+		for _, table := range []string{s.enrollments, s.codes, s.attempts, s.recovery, s.credentials} {
 			if _, err := tx.ExecContext(ctx, s.q("DELETE FROM "+table+" WHERE username = ?"), user); err != nil {
 				return err
 			}

@@ -120,6 +120,34 @@ var migrations = []migration{
 			fmt.Sprintf("ALTER TABLE %s SET (fillfactor = %d)", s.attempts, attemptsFill),
 		}
 	},
+	func(s *Store) []string { // version 5: WebAuthn credentials
+		// The credential ID is the primary key: IDs are unique across
+		// users (S32). On MySQL/MariaDB VARBINARY(1023) is 1023 bytes
+		// whatever the character set, within InnoDB's 3072-byte key
+		// limit (the DYNAMIC row format, the default since MySQL 5.7 and
+		// MariaDB 10.2, which the other tables' keys need too). The index
+		// on username serves Credentials and ForgetUser.
+		key, blob, _ := s.dialect.types()
+		id, name, data, userIndex, engine := blob, key, blob, "", ""
+		if s.dialect == MySQL {
+			// MySQL has no CREATE INDEX IF NOT EXISTS: the index is part
+			// of the table, so a rerun after a crash skips both.
+			id, name, data, userIndex, engine = "VARBINARY(1023)", "VARBINARY(64)", "BLOB", ",\n\tINDEX (username)", " ENGINE=InnoDB"
+		}
+		stmts := []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	id %s NOT NULL,
+	username %s NOT NULL,
+	name %s NOT NULL,
+	data %s NOT NULL,
+	sign_count BIGINT NOT NULL DEFAULT 0,
+	created_at BIGINT NOT NULL DEFAULT 0,
+	last_used_at BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (id)%s)%s`, s.credentials, id, key, name, data, userIndex, engine)}
+		if s.dialect != MySQL {
+			stmts = append(stmts, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_user ON %s (username)", s.credentials, s.credentials))
+		}
+		return stmts
+	},
 }
 
 // Fill factors of the tables the verify hot path updates (PostgreSQL).

@@ -51,7 +51,7 @@ type Store struct {
 	prefix  string
 	now     func() time.Time
 
-	enrollments, codes, attempts, sends, recovery, versions string
+	enrollments, codes, attempts, sends, recovery, credentials, versions string
 
 	stmts sync.Map // query → *sql.Stmt
 	// steps and reserves batch the verify hot path on PostgreSQL, with
@@ -67,6 +67,7 @@ var (
 	_ storage.Resealer        = (*Store)(nil)
 	_ storage.SendReleaser    = (*Store)(nil)
 	_ storage.ReservingReader = (*Store)(nil)
+	_ storage.CredentialStore = (*Store)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
@@ -92,7 +93,7 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 	p := opts.TablePrefix
 	s := &Store{db: db, dialect: dialect, prefix: p, now: opts.Now,
 		enrollments: p + "enrollments", codes: p + "codes", attempts: p + "attempts",
-		sends: p + "sends", recovery: p + "recovery_codes", versions: p + "schema_versions"}
+		sends: p + "sends", recovery: p + "recovery_codes", credentials: p + "credentials", versions: p + "schema_versions"}
 	if dialect == Postgres {
 		s.acceptQuery, s.reserveQuery = acceptSQL(s.enrollments, s.attempts), reserveSQL(s.enrollments, s.attempts)
 		s.steps = &batcher[stepIn, bool]{key: func(c stepIn) string { return factorKey(c.user, c.factor) }, run: s.acceptSteps}
@@ -104,7 +105,7 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 
 // Tables lists the store's table names, for hosts that back up or drop them.
 func (s *Store) Tables() []string {
-	return []string{s.enrollments, s.codes, s.attempts, s.sends, s.recovery, s.versions}
+	return []string{s.enrollments, s.codes, s.attempts, s.sends, s.recovery, s.credentials, s.versions}
 }
 
 // Close releases the prepared statements. The *sql.DB stays open: it is
