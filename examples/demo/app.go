@@ -86,11 +86,6 @@ func newApp(o options, out io.Writer) (*app, error) {
 	}
 	// Passkeys: on unless -rp-id is empty; the page must be opened at one
 	// of the origins (by default http://localhost:<port>, not 127.0.0.1).
-	if _, ok := store.(storage.CredentialStore); !ok && a.rpID != "" {
-		// Until sqlstore keeps passkeys (memstore and redisstore do).
-		slog.Warn("passkeys off: this storage keeps no WebAuthn credentials yet", "storage", a.storageName)
-		a.rpID, a.rpOrigins = "", nil
-	}
 	var passkeys *mfa.WebAuthnConfig
 	if a.rpID != "" {
 		passkeys = &mfa.WebAuthnConfig{RPID: a.rpID, RPDisplayName: "mfakit demo", RPOrigins: a.rpOrigins}

@@ -230,7 +230,7 @@ func TestDemoJourney(t *testing.T) {
 		t.Fatalf("verifyEmail: %d %s", status, body)
 	}
 	_, body = d.call("GET", "/oauth/users/mfaDetails", alice2, "")
-	if got := strings.TrimSpace(string(body)); got != `{"availables":["AUTHENTICATOR","EMAIL"],"details":{"AUTHENTICATOR":{"verified":true},"EMAIL":{"verified":true}}}` {
+	if got := strings.TrimSpace(string(body)); got != `{"availables":["AUTHENTICATOR","EMAIL","WEBAUTHN"],"details":{"AUTHENTICATOR":{"verified":true},"EMAIL":{"verified":true}}}` {
 		t.Fatalf("details = %s", got)
 	}
 

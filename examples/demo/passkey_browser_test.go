@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,10 +159,10 @@ func TestPasskeyBrowserJourney(t *testing.T) {
 	browsertest.Save(t, "passkey-journey.png", png)
 }
 
-// startPasskeyDemo starts the demo (in memory) on 127.0.0.1 at a free
-// port, with -addr naming that port: the demo's default relying party is
-// then localhost with the origin http://localhost:<port>, where the test
-// opens the page.
+// startPasskeyDemo starts the demo, on a SQLite file as by default, on
+// 127.0.0.1 at a free port, with -addr naming that port: the demo's
+// default relying party is then localhost with the origin
+// http://localhost:<port>, where the test opens the page.
 func startPasskeyDemo(t *testing.T) (*demo, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -169,7 +170,7 @@ func startPasskeyDemo(t *testing.T) (*demo, string) {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	o, err := parseFlags([]string{"-db", "", "-addr", ln.Addr().String()}, io.Discard)
+	o, err := parseFlags([]string{"-db", filepath.Join(t.TempDir(), "demo.db"), "-addr", ln.Addr().String()}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
