@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ type options struct {
 	// domain; empty turns passkeys off) and the comma-separated origins
 	// pages may use them from (empty: http://localhost:<port of addr>).
 	rpID, rpOrigins string
+	// cpuProfile, if set, receives a CPU profile of the whole run
+	// (docs/performance.md).
+	cpuProfile string
 	// events receives the kit's audit events; not a flag. Default: logged
 	// with slog.
 	events mfa.EventHook
@@ -57,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.smtp, "smtp", "", "SMTP server host:port; empty = print every email to stdout")
 	fs.StringVar(&o.mailFrom, "mail-from", "mfakit demo <mfa@localhost>", "sender of the emails")
 	fs.StringVar(&o.smtpUser, "smtp-user", "", "SMTP username (the password comes from $MFAKIT_SMTP_PASSWORD)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file, for go tool pprof")
 	fs.StringVar(&o.smtpSecurity, "smtp-security", "starttls", "starttls (required, except to a loopback server), tls (implicit, port 465) or plaintext")
 	fs.DurationVar(&o.emailInterval, "email-interval", time.Minute, "least time between two email codes to one user")
 	fs.StringVar(&o.rpID, "rp-id", "localhost", "passkeys' relying party ID (the site's domain); empty = no passkeys")
@@ -107,6 +112,17 @@ func main() {
 }
 
 func run(o options, out io.Writer) error {
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
