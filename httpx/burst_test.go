@@ -18,6 +18,7 @@ import (
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mailer/mailertest"
 	"github.com/mfakit/mfakit/mfa"
+	"github.com/mfakit/mfakit/mfa/mfatest"
 	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
 )
@@ -41,37 +42,13 @@ func (burstAuthz) AuthenticateClient(_ context.Context, id, secret string) error
 	return nil
 }
 
-// eventLog records audit events.
-type eventLog struct {
-	mu   sync.Mutex
-	list []mfa.Event
-}
-
-func (l *eventLog) HandleEvent(_ context.Context, e mfa.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.list = append(l.list, e)
-}
-
-func (l *eventLog) count(user string, f mfa.Factor, typ mfa.EventType) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, e := range l.list {
-		if e.User == user && e.Factor == f && e.Type == typ {
-			n++
-		}
-	}
-	return n
-}
-
 // kit is one instance of the kit behind a real HTTP server, with a token
 // endpoint for the state_token grant at /token.
 type kit struct {
 	srv    *httptest.Server
 	svc    *mfa.Service
 	mail   *mailertest.Recorder
-	events *eventLog
+	events *mfatest.Recorder
 }
 
 // newKits starts one kit per store; they share one keyring, as the
@@ -81,7 +58,7 @@ func newKits(t *testing.T, stores ...storage.Store) []*kit {
 	keys := mfa.NewRandomKeyring()
 	var kits []*kit
 	for _, st := range stores {
-		k := &kit{mail: &mailertest.Recorder{}, events: &eventLog{}}
+		k := &kit{mail: &mailertest.Recorder{}, events: &mfatest.Recorder{}}
 		cfg := mfa.Config{Issuer: "Acme", Events: k.events, Logger: slog.New(slog.DiscardHandler)}
 		if _, ok := st.(storage.CredentialStore); ok { // passkeys wherever the backend keeps them
 			cfg.WebAuthn = &mfa.WebAuthnConfig{RPID: testRP.ID, RPOrigins: []string{testRP.Origin}}
@@ -302,7 +279,7 @@ func burst(t *testing.T, kits []*kit, store storage.Store, n int) {
 			close(done)
 			compared := 0
 			for _, k := range kits {
-				compared += k.events.count(user, p.factor, mfa.EventFailure)
+				compared += k.events.Count(user, p.factor, mfa.EventFailure)
 			}
 			counts := map[int]int{}
 			for _, s := range statuses {
@@ -320,7 +297,7 @@ func burst(t *testing.T, kits []*kit, store storage.Store, n int) {
 				t.Fatalf("S22: the right code was accepted after the limit was reached")
 			}
 			for _, k := range kits {
-				if k.events.count(user, p.factor, mfa.EventVerified)+k.events.count(user, p.factor, mfa.EventRecoveryUsed) != 0 {
+				if k.events.Count(user, p.factor, mfa.EventVerified)+k.events.Count(user, p.factor, mfa.EventRecoveryUsed) != 0 {
 					t.Fatal("S22: a code was accepted inside the burst")
 				}
 			}

@@ -251,7 +251,7 @@ func TestThreeInstances(t *testing.T) {
 	events := func(user string, f mfa.Factor, typ mfa.EventType) int {
 		n := 0
 		for _, k := range kits {
-			n += k.events.count(user, f, typ)
+			n += k.events.Count(user, f, typ)
 		}
 		return n
 	}
