@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +38,7 @@ func main() {
 	table := flag.String("table", "mfakit_enrollments", "the enrollments table (the demo's, default prefix)")
 	user := flag.String("user", "alice@example.com", "the user the token stands for")
 	token := flag.String("token", "", "the bearer token to accept (required)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file, for go tool pprof")
 	flag.Parse()
 	if *dsn == "" || *token == "" {
 		log.Fatal("dbbaseline: -db (or $MFAKIT_POSTGRES_DSN) and -token are required")
@@ -49,6 +51,17 @@ func main() {
 	setPool(db)
 	if err := db.Ping(); err != nil {
 		log.Fatal(err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	b := newBaseline(db, *table)
 	b.tokens[*token] = *user
