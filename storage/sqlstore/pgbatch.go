@@ -58,7 +58,8 @@ func reserveSQL(enrollments, attempts string) string {
 		" FROM up LEFT JOIN " + enrollments + " e ON e.username = up.username AND e.factor = up.factor" +
 		" UNION ALL SELECT FALSE, a.username, a.factor, a.failures, a.locked_until, a.last_at," +
 		" '', FALSE, NULL, '', 0, 0, 0, 0, FALSE" +
-		" FROM v JOIN " + attempts + " a ON a.username = v.u AND a.factor = v.f WHERE a.locked_until > v.ts"
+		" FROM v JOIN " + attempts + " a ON a.username = v.u AND a.factor = v.f" +
+		" WHERE (v.u, v.f) NOT IN (SELECT username, factor FROM up) AND a.locked_until > v.ts"
 }
 
 // scanReserved reads a row of reserveSQL: whether the factor was
@@ -151,11 +152,10 @@ func sameLock(a, b reserveIn) bool { return a.lp == b.lp }
 // branch takes the row's time from "excluded" and the policy from scalar
 // parameters, and updates only if the factor is not locked. The rows it
 // updated come back with their enrollments (read whether or not there is
-// one, S26); then, from the statement's snapshot, the state of each
+// one, S26); then, from the statement's snapshot, the state of each other
 // factor that was locked. A call in neither part found its factor
 // locked, by a lock too recent for the snapshot: it is reported not known
-// and unlocked, and ReserveFactor runs it again. A call in both was
-// reserved (a reset came between the snapshot and the upsert).
+// and unlocked, and ReserveFactor runs it again.
 func (s *Store) reserveFactors(ctx context.Context, batch []reserveIn) ([]reserveOut, error) {
 	order := inFactorOrder(batch, func(c reserveIn) (string, storage.Factor) { return c.user, c.factor })
 	n := len(batch)
@@ -185,23 +185,15 @@ func (s *Store) reserveFactors(ctx context.Context, batch []reserveIn) ([]reserv
 			if j == n || users[j] != u || factors[j] != f {
 				return fmt.Errorf("a row for a factor not in the batch")
 			}
-			if got[j] && !reserved {
-				continue // reserved after all: the upsert's row wins
+			if got[j] {
+				return fmt.Errorf("two rows for one factor of the batch")
 			}
 			got[j] = true
 			out[order[j]] = reserveOut{r: reservation{a: a, reserved: reserved, known: true}, e: e, found: found}
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for j, ok := range got {
-			if !ok {
-				// Locked by a lock the snapshot predates: not known, and
-				// unlocked as far as the snapshot goes.
-				out[order[j]] = reserveOut{}
-			}
-		}
-		return nil
+		// A call without a row keeps the zero reserveOut: not known, and
+		// unlocked as far as the snapshot goes.
+		return rows.Err()
 	})
 	if err != nil {
 		return nil, wrap("reserve factor", err)
