@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,80 +37,133 @@ func (t tokens) AuthenticateToken(_ context.Context, token string) (httpx.User, 
 	return t.users[n], nil
 }
 
+// kit is the kit under test: an mfa.Service on the chosen store, served by
+// httpx on a loopback listener.
 type kit struct {
 	o       options
 	svc     *mfa.Service
 	url     string
-	srv     *http.Server
 	closers []func()
 	// enrolled users are 0..users-1; users..2*users-1 only enroll QR codes.
 	secrets [][]byte // per enrolled user
 	params  mfa.TOTP
-	codes   [][2]string // per enrolled user: codes of the next two steps, set when verify_ok starts
-	uses    []atomic.Int32
-	spent   atomic.Int64
 	header  []string // "Bearer t<n>"
+	lists   int      // request lists made, to name each one apart
 }
 
+// pgPoolSize is the size of each PostgreSQL pool the tool opens, the
+// kit's and the database baseline's: both open and idle, so that neither
+// side reconnects under load. Two pools of 32 keep the process within 64
+// connections, a share PostgreSQL's default max_connections (100) leaves
+// to other users of the server.
+const pgPoolSize = 32
+
+// openPostgres opens the PostgreSQL database of $MFAKIT_POSTGRES_DSN
+// through pgx's database/sql driver with a pool of pgPoolSize.
+func openPostgres() (*sql.DB, error) {
+	dsn := os.Getenv("MFAKIT_POSTGRES_DSN")
+	if dsn == "" {
+		return nil, errors.New("-backend postgres needs MFAKIT_POSTGRES_DSN")
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(pgPoolSize)
+	db.SetMaxIdleConns(pgPoolSize)
+	return db, nil
+}
+
+// openSQL opens a database of backend "sqlite" or "postgres" with the
+// pool the tool uses for it: sqlstore.OpenSQLite's on a new file in a
+// temporary directory (removed by cleanup), or openPostgres's.
+func openSQL(backend string) (db *sql.DB, dialect sqlstore.Dialect, cleanup func(), err error) {
+	if backend == "postgres" {
+		db, err = openPostgres()
+		return db, sqlstore.Postgres, func() {}, err
+	}
+	dir, err := os.MkdirTemp("", "mfakit-loadtest")
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	db, err = sqlstore.OpenSQLite(filepath.Join(dir, "lt.db"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, 0, nil, err
+	}
+	return db, sqlstore.SQLite, func() { os.RemoveAll(dir) }, nil
+}
+
+// openSQLStore opens a database with openSQL and migrates a sqlstore.Store
+// in it whose tables start with prefix. closeAll drops the tables and closes
+// the database.
+func openSQLStore(ctx context.Context, backend, prefix string) (s *sqlstore.Store, db *sql.DB, closeAll func(), err error) {
+	db, dialect, cleanup, err := openSQL(backend)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closeAll = func() {
+		if s != nil {
+			s.Close()
+			for _, t := range s.Tables() {
+				if _, err := db.Exec("DROP TABLE IF EXISTS " + t); err != nil {
+					fmt.Fprintf(os.Stderr, "loadtest: cleanup: drop table %s: %v\n", t, err)
+				}
+			}
+		}
+		db.Close()
+		cleanup()
+	}
+	if s, err = sqlstore.New(db, dialect, sqlstore.Options{TablePrefix: prefix}); err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	return s, db, closeAll, nil
+}
+
+// openRedis connects to $MFAKIT_REDIS_ADDR with a pool of 64.
+func openRedis() (*redis.Client, error) {
+	addr := os.Getenv("MFAKIT_REDIS_ADDR")
+	if addr == "" {
+		return nil, errors.New("-backend redis needs MFAKIT_REDIS_ADDR")
+	}
+	return redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64}), nil
+}
+
+// deleteKeys deletes the keys that match pattern.
+func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) {
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+}
+
+// openStore opens the kit's store; its tables or keys start with a prefix
+// of their own, and close removes them.
 func openStore(ctx context.Context, backend string) (storage.Store, func(), error) {
 	prefix := fmt.Sprintf("lt%d_", time.Now().UnixNano())
 	switch backend {
 	case "memory":
 		return memstore.New(), func() {}, nil
 	case "sqlite", "postgres":
-		var db *sql.DB
-		var err error
-		dialect := sqlstore.SQLite
-		cleanup := func() {}
-		if backend == "sqlite" {
-			dir, derr := os.MkdirTemp("", "mfakit-loadtest")
-			if derr != nil {
-				return nil, nil, derr
-			}
-			cleanup = func() { os.RemoveAll(dir) }
-			db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "lt.db")+
-				"?_pragma=busy_timeout(20000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
-		} else {
-			dsn := os.Getenv("MFAKIT_POSTGRES_DSN")
-			if dsn == "" {
-				return nil, nil, errors.New("-backend postgres needs MFAKIT_POSTGRES_DSN")
-			}
-			dialect = sqlstore.Postgres
-			db, err = sql.Open("pgx", dsn)
-			db.SetMaxIdleConns(64)
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		s, err := sqlstore.New(db, dialect, sqlstore.Options{TablePrefix: prefix})
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := s.Migrate(ctx); err != nil {
-			return nil, nil, err
-		}
-		return s, func() {
-			for _, t := range s.Tables() {
-				db.Exec("DROP TABLE IF EXISTS " + t)
-			}
-			db.Close()
-			cleanup()
-		}, nil
+		s, _, closeStore, err := openSQLStore(ctx, backend, prefix)
+		return s, closeStore, err
 	case "redis":
-		addr := os.Getenv("MFAKIT_REDIS_ADDR")
-		if addr == "" {
-			return nil, nil, errors.New("-backend redis needs MFAKIT_REDIS_ADDR")
+		rdb, err := openRedis()
+		if err != nil {
+			return nil, nil, err
 		}
-		rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 		s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: "mfakit-" + prefix})
 		if err != nil {
+			rdb.Close()
 			return nil, nil, err
 		}
 		return s, func() {
-			iter := rdb.Scan(ctx, 0, "mfakit-"+prefix+"*", 1000).Iterator()
-			for iter.Next(ctx) {
-				rdb.Del(ctx, iter.Val())
-			}
+			deleteKeys(ctx, rdb, "mfakit-"+prefix+"*")
 			rdb.Close()
 		}, nil
 	}
@@ -136,7 +185,7 @@ func newKit(ctx context.Context, o options) (*kit, error) {
 	az := tokens{users: make([]httpx.User, 2*o.users)}
 	k.header = make([]string, 2*o.users)
 	for i := range az.users {
-		name := fmt.Sprintf("user%07d@example.com", i)
+		name := userName(i)
 		az.users[i] = httpx.User{Username: name, Email: name}
 		k.header[i] = "Bearer t" + strconv.Itoa(i)
 	}
@@ -144,15 +193,13 @@ func newKit(ctx context.Context, o options) (*kit, error) {
 		k.close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := serve(httpx.New(k.svc, httpx.Bearer(az), httpx.Config{}).Handler())
 	if err != nil {
 		k.close()
 		return nil, err
 	}
-	k.srv = &http.Server{Handler: httpx.New(k.svc, httpx.Bearer(az), httpx.Config{}).Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go k.srv.Serve(ln)
-	k.url = "http://" + ln.Addr().String()
-	k.closers = append(k.closers, func() { k.srv.Close() })
+	k.url = srv.url
+	k.closers = append(k.closers, srv.close)
 	return k, nil
 }
 
@@ -160,9 +207,8 @@ func newKit(ctx context.Context, o options) (*kit, error) {
 // the previous step, and keeps their secrets for verify_ok.
 func (k *kit) enroll(ctx context.Context) error {
 	k.secrets = make([][]byte, k.o.users)
-	k.codes = make([][2]string, k.o.users)
-	k.uses = make([]atomic.Int32, k.o.users)
 	var next atomic.Int64
+	var params sync.Once
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for range 16 {
@@ -174,7 +220,7 @@ func (k *kit) enroll(ctx context.Context) error {
 				if i >= k.o.users {
 					return
 				}
-				user := fmt.Sprintf("user%07d@example.com", i)
+				user := userName(i)
 				key, err := k.svc.BeginAuthenticator(ctx, user)
 				if err != nil {
 					errs <- err
@@ -182,11 +228,21 @@ func (k *kit) enroll(ctx context.Context) error {
 				}
 				secret, p, _ := mfa.ParseKeyURI(key.URI)
 				p.Skew = 1
-				if err := k.svc.VerifyAuthenticator(ctx, user, p.Code(secret, p.Step(time.Now())-1)); err != nil {
-					errs <- err
+				// The previous step's code (older than any verify_ok
+				// sends) is valid only until the next step begins, which
+				// may come before the kit checks it: then try again.
+				for try := 1; ; try++ {
+					err = k.svc.VerifyAuthenticator(ctx, user, p.Code(secret, p.Step(time.Now())-1))
+					if err == nil || !errors.Is(err, mfa.ErrInvalidCode) || try == 3 {
+						break
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("enrolling %s: %w", user, err)
 					return
 				}
-				k.secrets[i], k.params = secret, p
+				k.secrets[i] = secret
+				params.Do(func() { k.params = p })
 			}
 		}()
 	}
@@ -201,112 +257,135 @@ func (k *kit) close() {
 	}
 }
 
-type scenario struct {
-	name            string
-	request         func() request
-	baselineRequest func() request
-	exhausted       func() bool
+// load is a request list and how one side reads it. Sides that send the
+// same requests share the list (and its name), each with a load of its
+// own.
+type load struct {
+	name     string
+	requests []Request
+	ok       []int // the statuses that count as the expected outcome
+	once     bool  // each request may be sent only once (see Job.Once)
+	// segment, if not 0, splits a once-only list into parts of this
+	// size that no job crosses: a job ends (with all its answers in)
+	// where a part ends, and the next job takes the next part.
+	segment int
+	pos     int // where the side's next job starts in the list
 }
 
-// counted turns a request by index into a generator whose index runs on
-// across the rounds of a scenario.
-func counted(f func(i int64) request) func() request {
-	var n atomic.Int64
-	return func() request { return f(n.Add(1) - 1) }
+// end is where the job that starts at pos must stop: the end of the
+// list or of pos's segment.
+func (l *load) end() int {
+	if !l.once || l.segment <= 0 {
+		return len(l.requests)
+	}
+	return min(len(l.requests), (l.pos/l.segment+1)*l.segment)
 }
 
-func is(codes ...int) func(int) bool {
-	return func(status int) bool {
-		for _, c := range codes {
-			if status == c {
-				return true
-			}
-		}
-		return false
+// exhausted reports whether a once-only list has been used up.
+func (l *load) exhausted() bool { return l.once && l.pos >= len(l.requests) }
+
+// advance moves past the n requests a job used.
+func (l *load) advance(n int) {
+	l.pos += n
+	if !l.once && len(l.requests) > 0 {
+		l.pos %= len(l.requests)
 	}
 }
 
+// scenario is one load shape: what the kit, the bare baseline and the
+// database baseline are sent.
+type scenario struct {
+	name          string
+	kit, base, db *load
+}
+
+// wrongCode is the code of the failing checks. The database baseline
+// takes a check with this code as a failed one (see dbBaseline).
+const wrongCode = "000000"
+
+// scenario returns the named scenario's request lists. The baselines are
+// sent the same requests as the kit (but for verify_fail's codes, which
+// they do not check) and answer 200.
 func (k *kit) scenario(name string) (scenario, bool) {
-	users := int64(k.o.users)
+	users := k.o.users
 	body := func(code string) string { return `{"mfatype":"AUTHENTICATOR","totp":"` + code + `"}` }
+	list := func(id string, f func(u int) Request) *load {
+		l := &load{name: id, requests: make([]Request, users), ok: []int{200}}
+		for u := range users {
+			l.requests[u] = f(u)
+		}
+		return l
+	}
+	k.lists++
+	id := fmt.Sprintf("%s#%d", name, k.lists) // new lists, new names
+	sc := scenario{name: name}
 	switch name {
 	case "status":
-		r := func(i int64) request {
-			return request{method: "GET", path: "/oauth/users/mfaDetails", token: k.header[i%users], ok: is(200)}
-		}
-		return scenario{name: name, request: counted(r), baselineRequest: counted(r)}, true
+		sc.kit = list(id, func(u int) Request {
+			return Request{Method: "GET", Path: "/oauth/users/mfaDetails", Token: k.header[u]}
+		})
+		sc.base = sc.kit
 	case "verify_ok":
 		// Each request is the next unused code of a different user, so
-		// the replay guard accepts (and records) every one. The codes of
-		// the current and the next step stay valid for at least 30 s.
+		// the replay guard accepts (and records) every one: the codes of
+		// the current step for every user, then those of the next. They
+		// stay valid for at least 30 s. A user's second code is sent only
+		// once the first has been answered (one segment per step), for
+		// the kit rejects a code older than the last it accepted. The
+		// baselines cycle over the first half.
 		t := k.params.Step(time.Now())
+		sc.kit = &load{name: id + "/once", requests: make([]Request, 2*users), ok: []int{200}, once: true, segment: users}
 		for u, secret := range k.secrets {
-			k.codes[u] = [2]string{k.params.Code(secret, t), k.params.Code(secret, t+1)}
+			for n := range int64(2) {
+				sc.kit.requests[int(n)*users+u] = Request{Method: "PUT", Path: "/oauth/users/mfa/verify", Token: k.header[u],
+					Body: body(k.params.Code(secret, t+n))}
+			}
 		}
-		return scenario{name: name,
-			request: counted(func(i int64) request {
-				u := i % users
-				n := k.uses[u].Add(1) - 1
-				code := "000000"
-				if n < 2 {
-					code = k.codes[u][n]
-					k.spent.Add(1)
-				}
-				return request{method: "PUT", path: "/oauth/users/mfa/verify", token: k.header[u], body: body(code), ok: is(200)}
-			}),
-			baselineRequest: counted(func(i int64) request {
-				return request{method: "PUT", path: "/oauth/users/mfa/verify", token: k.header[i%users], body: body(k.codes[i%users][0]), ok: is(200)}
-			}),
-			exhausted: func() bool { return k.spent.Load() >= 2*users },
-		}, true
+		sc.base = list(id, func(u int) Request {
+			code := k.params.Code(k.secrets[u], t)
+			if code == wrongCode { // would be a failed check to the database baseline
+				code = k.params.Code(k.secrets[u], t+1)
+			}
+			return Request{Method: "PUT", Path: "/oauth/users/mfa/verify", Token: k.header[u], Body: body(code)}
+		})
 	case "verify_fail":
-		r := func(i int64) request {
-			return request{method: "PUT", path: "/oauth/users/mfa/verify", token: k.header[i%users], body: body("000000"), ok: is(400, 429)}
-		}
-		return scenario{name: name, request: counted(r),
-			baselineRequest: counted(func(i int64) request { q := r(i); q.ok = is(200); return q })}, true
+		t := k.params.Step(time.Now())
+		sc.kit = list(id, func(u int) Request {
+			return Request{Method: "PUT", Path: "/oauth/users/mfa/verify", Token: k.header[u], Body: body(k.rejectedCode(u, t))}
+		})
+		sc.kit.name, sc.kit.ok = id+"/kit", []int{400, 429}
+		sc.base = list(id, func(u int) Request {
+			return Request{Method: "PUT", Path: "/oauth/users/mfa/verify", Token: k.header[u], Body: body(wrongCode)}
+		})
 	case "enroll_qr":
-		r := func(i int64) request {
-			return request{method: "PUT", path: "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", token: k.header[users+i%users], ok: is(200)}
-		}
-		return scenario{name: name, request: counted(r), baselineRequest: counted(r)}, true
+		sc.kit = list(id, func(u int) Request {
+			return Request{Method: "PUT", Path: "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", Token: k.header[users+u]}
+		})
+		sc.base = sc.kit
+	default:
+		return scenario{}, false
 	}
-	return scenario{}, false
-}
-
-// startBaseline serves the same routes with a bare handler that checks the
-// Authorization header, decodes the same JSON body and answers 200.
-func startBaseline() (*httptestServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	if sc.base == sc.kit {
+		b := *sc.kit
+		sc.base = &b
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if r.Method != http.MethodGet {
-			var body struct {
-				MFAType string `json:"mfatype"`
-				TOTP    string `json:"totp"`
-			}
-			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-				w.WriteHeader(http.StatusBadRequest)
-				return
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"availables":["AUTHENTICATOR","EMAIL"],"details":{}}`)
-	})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	return &httptestServer{URL: "http://" + ln.Addr().String(), srv: srv}, nil
+	db := *sc.base
+	sc.db = &db
+	return sc, true
 }
 
-type httptestServer struct {
-	URL string
-	srv *http.Server
+// rejectedCode returns a code user u's authenticator does not show in the
+// steps around t (so the kit rejects it for the whole scenario):
+// wrongCode unless that is, by chance, one of them.
+func (k *kit) rejectedCode(u int, t int64) string {
+	for c := 0; ; c++ {
+		code := fmt.Sprintf("%06d", c)
+		valid := false
+		for s := t - 2; s <= t+3; s++ {
+			valid = valid || k.params.Code(k.secrets[u], s) == code
+		}
+		if !valid {
+			return code
+		}
+	}
 }
-
-func (s *httptestServer) Close() { s.srv.Close() }

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the load tool's client process:
+// in external mode the tool starts os.Executable() — here, this binary —
+// with clientEnv set, and this process then runs the client instead of
+// the tests.
+func TestMain(m *testing.M) {
+	if isClient() {
+		if err := clientMain(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	// A binary built with -race sleeps a second when it exits, for
+	// reports from goroutines still running; the client process has none
+	// left by then, and one run starts one.
+	if gorace, ok := os.LookupEnv("GORACE"); !ok || !strings.Contains(gorace, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(gorace+" atexit_sleep_ms=0"))
+	}
+	os.Exit(m.Run())
+}
+
+// runTool runs the tool with tiny figures and returns its report, checking
+// what holds whatever the machine's speed: every scenario ran, every
+// request of the kit and of the baselines had the expected answer, and
+// the database baseline's figures are there exactly for the backends
+// that have one.
+func runTool(t *testing.T, backend string, users int, external bool, scenarios string) Report {
+	t.Helper()
+	o := options{backend: backend, duration: 60 * time.Millisecond, conns: 4, users: users,
+		scenarios: scenarios, external: external}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, o, &out); err != nil {
+		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
+	}
+	text := strings.TrimSpace(out.String())
+	last := text[strings.LastIndexByte(text, '\n')+1:]
+	var report Report
+	if err := json.Unmarshal([]byte(last), &report); err != nil {
+		t.Fatalf("last line %q: %v", last, err)
+	}
+	var raw struct {
+		Scenarios []map[string]json.RawMessage `json:"scenarios"`
+	}
+	if err := json.Unmarshal([]byte(last), &raw); err != nil {
+		t.Fatal(err)
+	}
+	wantMode := "in-process"
+	if external {
+		wantMode = "external"
+	}
+	if report.Clients != wantMode || report.Backend != backend {
+		t.Errorf("clients=%q backend=%q, want %q and %q", report.Clients, report.Backend, wantMode, backend)
+	}
+	names := strings.Split(scenarios, ",")
+	if len(report.Scenarios) != len(names) {
+		t.Fatalf("%d scenarios in the report, want %d:\n%s", len(report.Scenarios), len(names), text)
+	}
+	for i, r := range report.Scenarios {
+		if r.Name != names[i] {
+			t.Errorf("scenario %d is %q, want %q", i, r.Name, names[i])
+		}
+		if r.KitRequests == 0 || r.KitOK != r.KitRequests {
+			t.Errorf("%s: kit %d ok of %d requests\n%s", r.Name, r.KitOK, r.KitRequests, text)
+		}
+		if r.BaselineFailed != 0 || r.DBBaselineFailed != 0 {
+			t.Errorf("%s: %d bare and %d database baseline answers unexpected\n%s", r.Name, r.BaselineFailed, r.DBBaselineFailed, text)
+		}
+		for _, key := range []string{"name", "kit_rps", "baseline_rps", "ratio", "p50_ms", "p99_ms", "allocs_per_req",
+			"baseline_p50_ms", "baseline_p99_ms", "baseline_allocs_per_req", "kit_ok", "kit_requests"} {
+			if _, ok := raw.Scenarios[i][key]; !ok {
+				t.Errorf("%s: no %s in the report", r.Name, key)
+			}
+		}
+		_, hasDBRatio := raw.Scenarios[i]["db_ratio"]
+		if backend == "memory" {
+			if hasDBRatio || r.DBBaselineRPS != 0 {
+				t.Errorf("%s: memory has no database baseline, yet db_ratio=%v db_baseline_rps=%v", r.Name, r.DBRatio, r.DBBaselineRPS)
+			}
+		} else if !hasDBRatio || r.DBRatio <= 0 || r.DBBaselineRPS <= 0 {
+			t.Errorf("%s: db_ratio=%v db_baseline_rps=%v, want both positive\n%s", r.Name, r.DBRatio, r.DBBaselineRPS, text)
+		}
+	}
+	return report
+}
+
+const allScenarios = "status,verify_ok,verify_fail,enroll_qr"
+
+// TestExternal runs the tool end to end with its clients in a separate
+// process, on every backend that is available.
+func TestExternal(t *testing.T) {
+	// Fewer users where enrolling them is slow (every write a commit to
+	// disk, several per user): verify_ok may then run out of codes, which
+	// the tool reports as stopped_early, not as a failure. More users than
+	// conns, so that no two requests in flight are the same user's.
+	for _, c := range []struct {
+		backend, env string
+		users        int
+	}{
+		{"memory", "", 200}, {"sqlite", "", 24}, {"postgres", "MFAKIT_POSTGRES_DSN", 50}, {"redis", "MFAKIT_REDIS_ADDR", 200},
+	} {
+		t.Run(c.backend, func(t *testing.T) {
+			if c.env != "" && os.Getenv(c.env) == "" {
+				t.Skipf("%s is not set: no %s run", c.env, c.backend)
+			}
+			runTool(t, c.backend, c.users, true, allScenarios)
+		})
+	}
+}
+
+// TestInProcess runs the default mode, clients in the measured process.
+func TestInProcess(t *testing.T) {
+	runTool(t, "memory", 200, false, "status,verify_ok")
+}
