@@ -36,16 +36,15 @@ func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.F
 		return storage.Enrollment{}, storage.Attempts{}, err
 	}
 	defer sh.mu.Unlock()
-	k := factorKey{user, factor}
-	a, err := sh.reserve(k, now, p)
+	a, err := sh.reserve(factorKey{user, factor}, now, p)
 	if err != nil {
 		return storage.Enrollment{}, a, err
 	}
-	e, ok := sh.enrollments[k]
-	if !ok {
+	r := sh.enrollment(user, factor)
+	if r == nil {
 		return storage.Enrollment{}, a, storage.ErrNotFound
 	}
-	return cloneEnrollment(e), a, nil
+	return r.export(user, factor), a, nil
 }
 
 // reserve applies storage.NextAttempt to the state of k. The caller holds

@@ -14,9 +14,9 @@ var _ storage.Eraser = (*Store)(nil)
 // shard and of each send key's shard (taken in shard order, so it never
 // deadlocks with another call) for the whole removal, so no reader sees
 // the user half forgotten; it frees the IDs of the user's credentials in
-// the same step. Codes, and failure state of any factor, are
-// found by a pass over the user's shard, about 1/64 of the store's
-// records of their kind.
+// the same step. Enrollments are found by user; codes, and failure
+// state of any factor, by a pass over the user's shard, about 1/64 of
+// the store's records of their kind.
 func (s *Store) ForgetUser(ctx context.Context, user string, sendKeys []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -37,10 +37,8 @@ func (s *Store) ForgetUser(ctx context.Context, user string, sendKeys []string) 
 	}()
 
 	sh := s.shard(user)
-	for k := range sh.enrollments {
-		if k.user == user {
-			delete(sh.enrollments, k)
-		}
+	for f := range sh.factors() {
+		sh.remove(user, f)
 	}
 	for k := range sh.codes {
 		if k.user == user {
