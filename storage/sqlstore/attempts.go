@@ -131,14 +131,15 @@ func (s *Store) ReserveAttempt(ctx context.Context, user string, factor storage.
 
 // reserveOnce runs the reserving statement once.
 func (s *Store) reserveOnce(ctx context.Context, user string, factor storage.Factor, now int64, lp lockParams) (reservation, error) {
-	switch s.dialect {
-	case Postgres:
-		o, err := s.reserves.do(ctx, reserveIn{user: user, factor: factor, now: now, lp: lp})
-		return o.r, err
-	case MySQL:
+	if s.dialect == MySQL {
 		return s.reserveMySQL(ctx, user, factor, now, lp)
 	}
-	return s.reserveSQLite(ctx, user, factor, now, lp)
+	o, err := s.reserves.do(ctx, reserveIn{user: user, factor: factor, now: now, lp: lp})
+	if err == nil && !o.r.known && !o.r.reserved && micros(o.cur.LockedUntil) > now {
+		// SQLite's batch read the lockout in the same transaction.
+		o.r = reservation{a: o.cur, known: true}
+	}
+	return o.r, err
 }
 
 // settle completes a reservation whose statement left the state unknown
@@ -167,15 +168,10 @@ func settle(r reservation, cur storage.Attempts, now int64) (_ reservation, agai
 // The SQLite upsert. Its SET clause reads the row as it was: failures + 1
 // is the new count n, and from n = min on the lock it sets ends at now +
 // lockParams.lockFor(n).
-func (s *Store) reserveSQLite(ctx context.Context, user string, factor storage.Factor, now int64, lp lockParams) (reservation, error) {
+func (s *Store) reserveSQLite(ctx context.Context, row rowQuerier, user string, factor storage.Factor, now int64, lp lockParams) (reservation, error) {
 	var failures int
 	var locked, last int64
-	err := s.queryRow(ctx, "INSERT INTO "+s.attempts+" (username, factor, failures, locked_until, last_at)"+
-		" VALUES (?, ?, 1, ?, ?) ON CONFLICT (username, factor) DO UPDATE SET failures = failures + 1,"+
-		" locked_until = CASE WHEN failures + 1 >= ? THEN excluded.last_at +"+
-		" (CASE WHEN failures + 1 - ? >= ? THEN ? ELSE ? << (failures + 1 - ?) END) / 1000"+
-		" ELSE locked_until END, last_at = excluded.last_at"+
-		" WHERE locked_until <= excluded.last_at RETURNING failures, locked_until, last_at",
+	err := row(ctx, s.liteReserveQuery,
 		user, string(factor), lp.firstLock(now), now, lp.min, lp.min, lp.cap, lp.limit, lp.base, lp.min).Scan(&failures, &locked, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return reservation{}, nil // locked: nothing changed
@@ -254,10 +250,10 @@ func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.F
 	for range maxRaces {
 		var o reserveOut
 		var err error
-		if s.dialect == Postgres {
+		if s.reserves != nil {
 			o, err = s.reserves.do(ctx, reserveIn{user: user, factor: factor, now: micros(now), lp: lp})
 		} else {
-			o, err = s.reserveRead(ctx, user, factor, micros(now), lp)
+			o, err = s.reserveRead(ctx, s.queryRow, user, factor, micros(now), lp)
 		}
 		if err != nil {
 			return storage.Enrollment{}, storage.Attempts{}, err
@@ -279,18 +275,22 @@ func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.F
 	return storage.Enrollment{}, storage.Attempts{}, wrap("reserve factor", errContention)
 }
 
-// reserveRead is ReserveFactor's work on MySQL and SQLite: the upsert,
-// then the state and the enrollment in one SELECT.
-func (s *Store) reserveRead(ctx context.Context, user string, factor storage.Factor, now int64, lp lockParams) (reserveOut, error) {
-	r, err := s.reserveOnce(ctx, user, factor, now, lp)
+// reserveRead is ReserveFactor's work on MySQL and, in a batch's
+// transaction, SQLite: the upsert, then the state and the enrollment in
+// one SELECT, through row.
+func (s *Store) reserveRead(ctx context.Context, row rowQuerier, user string, factor storage.Factor, now int64, lp lockParams) (reserveOut, error) {
+	var r reservation
+	var err error
+	if s.dialect == MySQL {
+		r, err = s.reserveMySQL(ctx, user, factor, now, lp)
+	} else {
+		r, err = s.reserveSQLite(ctx, row, user, factor, now, lp)
+	}
 	if err != nil {
 		return reserveOut{}, err
 	}
 	o := reserveOut{r: r}
-	o.e, o.cur, o.found, err = scanFactor(s.queryRow(ctx, "SELECT COALESCE(a.failures, 0), COALESCE(a.locked_until, 0),"+
-		" COALESCE(a.last_at, 0), "+optEnrollmentCols+" FROM (SELECT 1 AS one) o"+
-		" LEFT JOIN "+s.attempts+" a ON a.username = ? AND a.factor = ?"+
-		" LEFT JOIN "+s.enrollments+" e ON e.username = ? AND e.factor = ?",
+	o.e, o.cur, o.found, err = scanFactor(row(ctx, s.factorQuery,
 		user, string(factor), user, string(factor)))
 	if err != nil {
 		return reserveOut{}, wrap("reserve factor", err)
@@ -318,4 +318,23 @@ func (s *Store) ResetAttempts(ctx context.Context, user string, factor storage.F
 	_, err := s.exec(ctx, "reset attempts", "DELETE FROM "+s.attempts+" WHERE username = ? AND factor = ?",
 		user, string(factor))
 	return err
+}
+
+// liteReserveSQL is the SQLite upsert of reserveSQLite.
+func liteReserveSQL(attempts string) string {
+	return "INSERT INTO " + attempts + " (username, factor, failures, locked_until, last_at)" +
+		" VALUES (?, ?, 1, ?, ?) ON CONFLICT (username, factor) DO UPDATE SET failures = failures + 1," +
+		" locked_until = CASE WHEN failures + 1 >= ? THEN excluded.last_at +" +
+		" (CASE WHEN failures + 1 - ? >= ? THEN ? ELSE ? << (failures + 1 - ?) END) / 1000" +
+		" ELSE locked_until END, last_at = excluded.last_at" +
+		" WHERE locked_until <= excluded.last_at RETURNING failures, locked_until, last_at"
+}
+
+// factorSQL is reserveRead's SELECT of a factor's failure state and
+// enrollment (a LEFT JOIN of both from a one-row table).
+func factorSQL(enrollments, attempts string) string {
+	return "SELECT COALESCE(a.failures, 0), COALESCE(a.locked_until, 0)," +
+		" COALESCE(a.last_at, 0), " + optEnrollmentCols + " FROM (SELECT 1 AS one) o" +
+		" LEFT JOIN " + attempts + " a ON a.username = ? AND a.factor = ?" +
+		" LEFT JOIN " + enrollments + " e ON e.username = ? AND e.factor = ?"
 }

@@ -11,7 +11,8 @@ import (
 	"github.com/mfakit/mfakit/storage"
 )
 
-// batcher is group commit for the verify hot path on PostgreSQL. A
+// batcher is group commit for the verify hot path on PostgreSQL and
+// SQLite. A
 // database does only so many statements (and, for writes, durable
 // commits) a second; so while one batch is in flight, the calls that
 // arrive wait and then go together as one statement. With no contention a
@@ -22,10 +23,22 @@ type batcher[T any, R any] struct {
 	key func(T) string
 	fit func(first, c T) bool
 	run func(ctx context.Context, batch []T) ([]R, error)
+	// flushers bounds the batches in flight at once (at least 1). On
+	// PostgreSQL a batch's statement spends most of its time waiting
+	// for its commit to reach the disk; while it waits, a second flusher
+	// sends the calls that arrived meanwhile, and the database writes
+	// both commits with one flush of its log. SQLite has one writer: one
+	// flusher. A call finds a flusher gathering, or starts one while
+	// fewer than flushers run; otherwise it waits for the first flusher
+	// to come back for more.
+	flushers int
 
 	mu      sync.Mutex
 	pending []*call[T, R]
-	running bool
+	// running counts the flushers; gathering reports one that has not
+	// taken its batch yet (it will take the calls that arrive).
+	running   int
+	gathering bool
 }
 
 type call[T any, R any] struct {
@@ -47,8 +60,9 @@ func (b *batcher[T, R]) do(ctx context.Context, in T) (R, error) {
 	c := &call[T, R]{in: in, key: b.key(in), done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
-	if !b.running {
-		b.running = true
+	if !b.gathering && b.running < max(b.flushers, 1) {
+		b.running++
+		b.gathering = true
 		go b.flush()
 	}
 	b.mu.Unlock()
@@ -80,7 +94,8 @@ func (b *batcher[T, R]) flush() {
 	for {
 		b.mu.Lock()
 		if len(b.pending) == 0 {
-			b.running = false
+			b.running--
+			b.gathering = false
 			b.mu.Unlock()
 			return
 		}
@@ -92,6 +107,9 @@ func (b *batcher[T, R]) flush() {
 		}
 		yields = 0
 		batch := b.take()
+		// Calls that arrive from now on start another flusher, or wait
+		// for this one to come back.
+		b.gathering = false
 		b.mu.Unlock()
 
 		ins := make([]T, len(batch))
@@ -109,6 +127,15 @@ func (b *batcher[T, R]) flush() {
 			}
 			close(c.done)
 		}
+		b.mu.Lock()
+		if b.gathering {
+			// Another flusher gathers the calls pending: leave them to it.
+			b.running--
+			b.mu.Unlock()
+			return
+		}
+		b.gathering = true
+		b.mu.Unlock()
 	}
 }
 

@@ -155,13 +155,10 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, user string, factor stora
 func (s *Store) AcceptStep(ctx context.Context, user string, factor storage.Factor, step int64) error {
 	var ok bool
 	var err error
-	switch s.dialect {
-	case Postgres:
-		ok, err = s.steps.do(ctx, stepIn{user, factor, step})
-	case MySQL:
+	if s.dialect == MySQL {
 		ok, err = s.acceptStepMySQL(ctx, user, factor, step)
-	default:
-		ok, err = s.acceptStepTx(ctx, user, factor, step)
+	} else {
+		ok, err = s.steps.do(ctx, stepIn{user, factor, step})
 	}
 	if err != nil || ok {
 		return err
@@ -189,25 +186,6 @@ func (s *Store) acceptStepMySQL(ctx context.Context, user string, factor storage
 		}
 		return n > 0, err
 	}
-}
-
-func (s *Store) acceptStepTx(ctx context.Context, user string, factor storage.Factor, step int64) (bool, error) {
-	var ok bool
-	err := s.inTx(ctx, "accept step", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE "+s.enrollments+" SET last_step = ?"+
-			" WHERE username = ? AND factor = ? AND verified = TRUE AND last_step < ?", step, user, string(factor), step)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil || n == 0 {
-			return err
-		}
-		ok = true
-		_, err = tx.ExecContext(ctx, "DELETE FROM "+s.attempts+" WHERE username = ? AND factor = ?", user, string(factor))
-		return err
-	})
-	return ok && err == nil, err
 }
 
 // DeleteEnrollment implements storage.EnrollmentStore.

@@ -54,11 +54,15 @@ type Store struct {
 	enrollments, codes, attempts, sends, recovery, credentials, versions string
 
 	stmts sync.Map // query → *sql.Stmt
-	// steps and reserves batch the verify hot path on PostgreSQL, with
-	// the statements acceptQuery and reserveQuery.
+	// steps and reserves batch the verify hot path on PostgreSQL (with
+	// the statements acceptQuery and reserveQuery) and SQLite (a
+	// transaction per batch); nil on MySQL.
 	steps                     *batcher[stepIn, bool]
 	reserves                  *batcher[reserveIn, reserveOut]
 	acceptQuery, reserveQuery string
+	// The statements of the SQLite batches (litebatch.go); factorQuery
+	// serves MySQL too.
+	liteReserveQuery, factorQuery, liteAcceptQuery, clearQuery string
 }
 
 var (
@@ -94,11 +98,21 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 	s := &Store{db: db, dialect: dialect, prefix: p, now: opts.Now,
 		enrollments: p + "enrollments", codes: p + "codes", attempts: p + "attempts",
 		sends: p + "sends", recovery: p + "recovery_codes", credentials: p + "credentials", versions: p + "schema_versions"}
-	if dialect == Postgres {
+	s.factorQuery = factorSQL(s.enrollments, s.attempts)
+	stepKey := func(c stepIn) string { return factorKey(c.user, c.factor) }
+	reserveKey := func(c reserveIn) string { return factorKey(c.user, c.factor) }
+	switch dialect {
+	case Postgres:
 		s.acceptQuery, s.reserveQuery = acceptSQL(s.enrollments, s.attempts), reserveSQL(s.enrollments, s.attempts)
-		s.steps = &batcher[stepIn, bool]{key: func(c stepIn) string { return factorKey(c.user, c.factor) }, run: s.acceptSteps}
-		s.reserves = &batcher[reserveIn, reserveOut]{key: func(c reserveIn) string { return factorKey(c.user, c.factor) },
-			fit: sameLock, run: s.reserveFactors}
+		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptSteps, flushers: 2}
+		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, fit: sameLock, run: s.reserveFactors, flushers: 2}
+	case SQLite:
+		s.liteReserveQuery = liteReserveSQL(s.attempts)
+		s.liteAcceptQuery = "UPDATE " + s.enrollments + " SET last_step = ?" +
+			" WHERE username = ? AND factor = ? AND verified = TRUE AND last_step < ?"
+		s.clearQuery = "DELETE FROM " + s.attempts + " WHERE username = ? AND factor = ?"
+		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptStepsSQLite, flushers: 1}
+		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, run: s.reserveFactorsSQLite, flushers: 1}
 	}
 	return s, nil
 }
