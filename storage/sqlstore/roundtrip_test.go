@@ -23,9 +23,9 @@ import (
 // whether or not the user has the enrollment, locked or not.
 func TestRoundTrips(t *testing.T) {
 	for _, b := range []struct {
-		name                  string
-		dialect               sqlstore.Dialect
-		driver, env           string
+		name                                  string
+		dialect                               sqlstore.Dialect
+		driver, env                           string
 		reserveFactor, reserveAttempt, accept int64
 	}{
 		// SQLite runs a batch, here of one call, in a transaction: BEGIN,
