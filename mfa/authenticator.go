@@ -116,7 +116,7 @@ func (s *Service) CheckAuthenticator(ctx context.Context, user, code string) err
 	}
 	if err != nil || !e.Verified {
 		// The same work as a real check: open a sealed secret, try the code.
-		s.keys.open(s.keys.CurrentID(), s.dummySealed, secretAD(user, Authenticator, ""))
+		s.keys.openSecret(s.keys.CurrentID(), s.dummySealed, user, Authenticator, "")
 		s.match(s.dummy, code, s.cfg.Now())
 		return s.failed(ctx, user, Authenticator, a, ErrNotEnrolled)
 	}
@@ -147,8 +147,7 @@ func (s *Service) CheckAuthenticator(ctx context.Context, user, code string) err
 // versions) is resealed under the current key and binding when the Store
 // can (S5 key rotation); that is best effort and never fails the check.
 func (s *Service) openSecret(ctx context.Context, e storage.Enrollment) ([]byte, error) {
-	ad := secretAD(e.User, e.Factor, e.ID)
-	secret, err := s.keys.open(e.KeyID, e.Secret, ad)
+	secret, err := s.keys.openSecret(e.KeyID, e.Secret, e.User, e.Factor, e.ID)
 	unbound := false
 	if err != nil && s.cfg.AcceptUnboundSecrets {
 		if secret, err = s.keys.open(e.KeyID, e.Secret, unboundSecretAD(e.User, e.Factor)); err == nil {
@@ -159,7 +158,7 @@ func (s *Service) openSecret(ctx context.Context, e storage.Enrollment) ([]byte,
 		return nil, s.internal(ctx, "open secret", err)
 	}
 	if r, ok := s.store.(storage.Resealer); ok && (unbound || e.KeyID != s.keys.CurrentID()) {
-		sealed, keyID := s.keys.seal(secret, ad)
+		sealed, keyID := s.keys.seal(secret, secretAD(e.User, e.Factor, e.ID))
 		err := r.ResealSecret(ctx, e.User, e.Factor, e.ID, e.KeyID, sealed, keyID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.cfg.Logger.ErrorContext(ctx, "mfa: could not reseal a secret under the current key", "err", err)
@@ -172,7 +171,20 @@ func (s *Service) openSecret(ctx context.Context, e storage.Enrollment) ([]byte,
 // S30): a sealed secret copied into another row, or into a later
 // enrollment of the same user, does not open.
 func secretAD(user string, f Factor, id string) []byte {
-	return []byte("mfakit/secret/v2\x00" + string(f) + "\x00" + user + "\x00" + id)
+	return appendSecretAD(nil, user, f, id)
+}
+
+// secretADPrefix starts every binding secretAD makes.
+const secretADPrefix = "mfakit/secret/v2\x00"
+
+// appendSecretAD appends secretAD(user, f, id) to b.
+func appendSecretAD(b []byte, user string, f Factor, id string) []byte {
+	b = append(b, secretADPrefix...)
+	b = append(b, f...)
+	b = append(b, 0)
+	b = append(b, user...)
+	b = append(b, 0)
+	return append(b, id...)
 }
 
 // unboundSecretAD is the binding of versions before S30, without the

@@ -102,6 +102,20 @@ func (k *Keyring) seal(plaintext, ad []byte) (ciphertext []byte, keyID string) {
 
 // open decrypts what seal produced with the key named keyID.
 func (k *Keyring) open(keyID string, ciphertext, ad []byte) ([]byte, error) {
+	return k.openTo(nil, keyID, ciphertext, ad)
+}
+
+// openSecret opens a TOTP secret sealed under the binding secretAD(user,
+// f, id) with the key named keyID. It is the check's one allocation of
+// the Keyring: the binding and, after it, the plaintext share a buffer.
+func (k *Keyring) openSecret(keyID string, sealed []byte, user string, f Factor, id string) ([]byte, error) {
+	n := len(secretADPrefix) + len(f) + 1 + len(user) + 1 + len(id)
+	buf := appendSecretAD(make([]byte, 0, n+len(sealed)), user, f, id)
+	return k.openTo(buf[n:n], keyID, sealed, buf[:n:n])
+}
+
+// openTo is open appending the plaintext to dst.
+func (k *Keyring) openTo(dst []byte, keyID string, ciphertext, ad []byte) ([]byte, error) {
 	aead, ok := k.aeads[keyID]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, keyID)
@@ -110,7 +124,7 @@ func (k *Keyring) open(keyID string, ciphertext, ad []byte) ([]byte, error) {
 		return nil, errors.New("mfa: sealed value too short")
 	}
 	n := aead.NonceSize()
-	return aead.Open(nil, ciphertext[:n], ciphertext[n:], ad)
+	return aead.Open(dst, ciphertext[:n], ciphertext[n:], ad)
 }
 
 // codeHash is the keyed hash under which a one-time code is stored: under

@@ -1,7 +1,6 @@
 package mfa
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"net/url"
 	"strings"
 	"time"
@@ -39,19 +37,16 @@ func (p TOTP) Step(t time.Time) int64 {
 // Code returns the code of secret at time step counter (RFC 4226 HOTP),
 // zero-padded to Digits.
 func (p TOTP) Code(secret []byte, counter int64) string {
-	mac := hmac.New(hashFunc(p.Algorithm), secret)
-	return fmt.Sprintf("%0*d", p.Digits.Length(), p.value(mac, counter, make([]byte, 0, 64)))
+	k := newHMACKey(p.Algorithm, secret)
+	return fmt.Sprintf("%0*d", p.Digits.Length(), p.value(&k, counter))
 }
 
 // value is the HOTP value of counter: HMAC, dynamic truncation (RFC 4226
-// §5.3), modulo 10^Digits. mac is keyed with the secret and is reset here,
-// so one mac serves every step of a check; buf is scratch space.
-func (p TOTP) value(mac hash.Hash, counter int64, buf []byte) uint32 {
-	mac.Reset()
-	var msg [8]byte
-	binary.BigEndian.PutUint64(msg[:], uint64(counter))
-	mac.Write(msg[:])
-	sum := mac.Sum(buf[:0])
+// §5.3), modulo 10^Digits. k is the secret, prepared once for every step
+// of a check.
+func (p TOTP) value(k *hmacKey, counter int64) uint32 {
+	var buf [sha512.Size]byte
+	sum := k.mac(buf[:0], counter)
 	off := sum[len(sum)-1] & 0xf
 	v := binary.BigEndian.Uint32(sum[off:]) & 0x7fffffff
 	return v % pow10[p.Digits.Length()]
@@ -59,14 +54,67 @@ func (p TOTP) value(mac hash.Hash, counter int64, buf []byte) uint32 {
 
 var pow10 = [...]uint32{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
 
-func hashFunc(a otp.Algorithm) func() hash.Hash {
+// hmacKey is an HMAC key (RFC 2104) prepared for one hash: the key XORed
+// with ipad and with opad, one hash block each. mac computes the HMAC of
+// a counter with the hash package's one-shot Sum functions on stack
+// buffers, so a TOTP check allocates nothing, where crypto/hmac
+// allocates two hash states and their saved copies for every key. The
+// RFC 4226 and RFC 6238 vectors and a comparison with crypto/hmac
+// (TestHMACKeyMatchesCryptoHMAC) pin it.
+type hmacKey struct {
+	alg        otp.Algorithm
+	block      int // the hash's block size
+	ipad, opad [sha512.BlockSize]byte
+}
+
+// newHMACKey prepares secret for HMAC with the hash of a (SHA1 unless
+// SHA256 or SHA512). A secret longer than a block is hashed first, as RFC
+// 2104 says; a shorter one is padded with zeros.
+func newHMACKey(a otp.Algorithm, secret []byte) hmacKey {
+	k := hmacKey{alg: a, block: sha1.BlockSize}
 	switch a {
 	case otp.AlgorithmSHA256:
-		return sha256.New
+		k.block = sha256.BlockSize
 	case otp.AlgorithmSHA512:
-		return sha512.New
+		k.block = sha512.BlockSize
 	}
-	return sha1.New
+	var hashed [sha512.Size]byte
+	if len(secret) > k.block {
+		secret = k.sum(hashed[:0], secret)
+	}
+	copy(k.ipad[:], secret)
+	copy(k.opad[:], secret)
+	for i := range k.block {
+		k.ipad[i] ^= 0x36
+		k.opad[i] ^= 0x5c
+	}
+	return k
+}
+
+// sum appends the hash of data to dst.
+func (k *hmacKey) sum(dst, data []byte) []byte {
+	switch k.alg {
+	case otp.AlgorithmSHA256:
+		s := sha256.Sum256(data)
+		return append(dst, s[:]...)
+	case otp.AlgorithmSHA512:
+		s := sha512.Sum512(data)
+		return append(dst, s[:]...)
+	}
+	s := sha1.Sum(data)
+	return append(dst, s[:]...)
+}
+
+// mac appends HMAC(key, counter as 8 bytes big-endian) to dst:
+// H((K ^ opad) || H((K ^ ipad) || counter)).
+func (k *hmacKey) mac(dst []byte, counter int64) []byte {
+	var inner [sha512.BlockSize + 8]byte
+	n := copy(inner[:], k.ipad[:k.block])
+	binary.BigEndian.PutUint64(inner[n:], uint64(counter))
+	var outer [sha512.BlockSize + sha512.Size]byte
+	n = copy(outer[:], k.opad[:k.block])
+	msg := k.sum(outer[:n], inner[:n+8])
+	return k.sum(dst, msg)
 }
 
 // parseCode reads a code of exactly n ASCII digits.
@@ -91,14 +139,14 @@ func parseCode(code string, n int) (uint32, bool) {
 // steps share a code, the later wins. HOTP is computed here rather than by
 // pquerna/otp, whose Validate hides the step and whose GenerateCode decodes
 // base32 and allocates per call; the RFC 4226 and 6238 vectors pin it.
+// It allocates nothing (see hmacKey).
 func (p TOTP) Match(secret []byte, code string, now time.Time) (step int64, ok bool) {
 	want, valid := parseCode(code, p.Digits.Length())
-	mac := hmac.New(hashFunc(p.Algorithm), secret)
-	var buf [64]byte
+	k := newHMACKey(p.Algorithm, secret)
 	t := p.Step(now)
 	matched := 0
 	for s := t - int64(p.Skew); s <= t+int64(p.Skew); s++ {
-		eq := subtle.ConstantTimeEq(int32(p.value(mac, s, buf[:])), int32(want))
+		eq := subtle.ConstantTimeEq(int32(p.value(&k, s)), int32(want))
 		step = int64(subtle.ConstantTimeSelect(eq, int(s), int(step)))
 		matched |= eq
 	}
