@@ -58,6 +58,12 @@ func (s *Service) reserveErr(ctx context.Context, a storage.Attempts, now time.T
 func (s *Service) failed(ctx context.Context, user string, f Factor, a storage.Attempts, cause error) error {
 	reason := codeOf(cause)
 	s.emit(ctx, EventFailure, user, f, reason)
+	if sy, ok := s.store.(storage.Syncer); ok {
+		// No failure is answered before its count is durable.
+		if err := sy.Sync(ctx); err != nil {
+			return s.internal(ctx, "sync attempts", err)
+		}
+	}
 	now := s.cfg.Now()
 	if a.Failures < s.cfg.MaxFailures || !now.Before(a.LockedUntil) {
 		return cause

@@ -210,8 +210,10 @@ type AttemptStore interface {
 	// the count reaches p.MaxFailures, and returns the new state. Atomic
 	// across every client of the same backing store: of n concurrent calls
 	// on an unlocked factor with no failures, exactly min(n, MaxFailures)
-	// succeed. The count is never lost (a call that returned nil has been
-	// stored durably, as far as the backend is durable).
+	// succeed. The count is never lost: a call that returned nil has been
+	// stored durably, as far as the backend is durable; or, in a Store
+	// that implements Syncer, it is durable once a later Sync returns nil
+	// (see Syncer).
 	ReserveAttempt(ctx context.Context, user string, factor Factor, now time.Time, p LockPolicy) (Attempts, error)
 
 	// ResetAttempts clears the failure count and lockout of (user, factor);
@@ -242,8 +244,8 @@ type AttemptStore interface {
 // protection (AcceptStep), single-use codes (ConsumeCode), bounded guesses
 // (ReserveAttempt), throttled sends (ReserveSend), recovery codes
 // (RecoveryStore) and erasure (Eraser). The optional interfaces below
-// (ReservingReader, Resealer, SendReleaser, Cleaner) only save round
-// trips or tidy up; the kit works without each of them.
+// (ReservingReader, Syncer, Resealer, SendReleaser, Cleaner) only save
+// round trips or tidy up; the kit works without each of them.
 type Store interface {
 	EnrollmentStore
 	CodeStore
@@ -338,6 +340,29 @@ type ReservingReader interface {
 	// reservation and ErrNotFound when there is no enrollment (the check
 	// is still reserved).
 	ReserveFactor(ctx context.Context, user string, factor Factor, now time.Time, p LockPolicy) (Enrollment, Attempts, error)
+}
+
+// Syncer is implemented by a Store whose reservations (ReserveAttempt,
+// ReserveFactor) may return before they are durable, so that a check that
+// succeeds waits for one durable write, its own (AcceptStep, ConsumeCode,
+// UseRecoveryCode, ...), instead of two.
+//
+// The caller's part: before it answers a check that did not succeed (a
+// wrong code, a replay, an unknown factor) it calls Sync, and answers
+// only if Sync returned nil (else it reports an internal error, never
+// the failure). A check that succeeds ends in a write that changed a
+// record; when that write returns nil, the reservation before it is
+// durable too. So no answer is given for a check whose count could still
+// be lost.
+//
+// The Store's part: Sync makes every reservation that returned before
+// the call durable, as far as the backend is durable; and every other
+// write (not a reservation) that changes a record and returns nil makes
+// durable the reservations that returned before it began. A reservation that was never made
+// durable may be lost in a crash of the backend: its caller answered
+// nothing (or an internal error).
+type Syncer interface {
+	Sync(ctx context.Context) error
 }
 
 // Cleaner is implemented by Stores whose expired records stay until removed.

@@ -12,13 +12,13 @@ import (
 )
 
 // batcher is group commit for the verify hot path on PostgreSQL and
-// SQLite. A
-// database does only so many statements (and, for writes, durable
-// commits) a second; so while one batch is in flight, the calls that
-// arrive wait and then go together as one statement. With no contention a
-// call runs at once, alone. Calls with the same key go in different
-// batches, so each row is touched once a batch; so does a call that fit
-// (when set) does not accept together with the batch's first.
+// SQLite. A database does only so many statements (and, for writes,
+// durable commits) a second; so while a batch is in flight, the calls
+// that arrive wait and then go together as one statement (or, on SQLite,
+// one transaction). With no contention a call runs at once, alone. Calls
+// with the same key (when key is set) go in different batches, so each
+// row is touched once a batch; so does a call that fit (when set) does
+// not accept together with the batch's first.
 type batcher[T any, R any] struct {
 	key func(T) string
 	fit func(first, c T) bool
@@ -57,7 +57,10 @@ func (b *batcher[T, R]) do(ctx context.Context, in T) (R, error) {
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	c := &call[T, R]{in: in, key: b.key(in), done: make(chan struct{})}
+	c := &call[T, R]{in: in, done: make(chan struct{})}
+	if b.key != nil {
+		c.key = b.key(in)
+	}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
 	if !b.gathering && b.running < max(b.flushers, 1) {
@@ -146,7 +149,7 @@ func (b *batcher[T, R]) take() []*call[T, R] {
 	seen := make(map[string]bool, len(b.pending))
 	rest := b.pending[:0]
 	for _, c := range b.pending {
-		if seen[c.key] || len(batch) == maxBatch || len(batch) > 0 && b.fit != nil && !b.fit(batch[0].in, c.in) {
+		if b.key != nil && seen[c.key] || len(batch) == maxBatch || len(batch) > 0 && b.fit != nil && !b.fit(batch[0].in, c.in) {
 			rest = append(rest, c)
 			continue
 		}

@@ -60,6 +60,8 @@ type Store struct {
 	steps                     *batcher[stepIn, bool]
 	reserves                  *batcher[reserveIn, reserveOut]
 	acceptQuery, reserveQuery string
+	// syncBatch batches Sync's statement on PostgreSQL.
+	syncBatch *batcher[struct{}, struct{}]
 	// The statements of the SQLite batches (litebatch.go); factorQuery
 	// serves MySQL too.
 	liteReserveQuery, factorQuery, liteAcceptQuery, clearQuery string
@@ -72,6 +74,7 @@ var (
 	_ storage.SendReleaser    = (*Store)(nil)
 	_ storage.ReservingReader = (*Store)(nil)
 	_ storage.CredentialStore = (*Store)(nil)
+	_ storage.Syncer          = (*Store)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,39}$`)
@@ -106,6 +109,7 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 		s.acceptQuery, s.reserveQuery = acceptSQL(s.enrollments, s.attempts), reserveSQL(s.enrollments, s.attempts)
 		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptSteps, flushers: 2}
 		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, fit: sameLock, run: s.reserveFactors, flushers: 2}
+		s.syncBatch = &batcher[struct{}, struct{}]{run: s.syncs, flushers: 2}
 	case SQLite:
 		s.liteReserveQuery = liteReserveSQL(s.attempts)
 		s.liteAcceptQuery = "UPDATE " + s.enrollments + " SET last_step = ?" +

@@ -256,3 +256,24 @@ func testReserveFactor(t *testing.T, newStore NewStore) {
 	}
 	call(none, f, base.Add(time.Second), storage.Enrollment{}, locked, storage.ErrLocked)
 }
+
+// testSync checks storage.Syncer: Sync after reservations returns nil and
+// leaves the state as it was; with a cancelled context it fails.
+func testSync(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	sy, ok := s.(storage.Syncer)
+	if !ok {
+		t.Skip("the store's reservations are durable when they return (no storage.Syncer)")
+	}
+	must(t, sy.Sync(ctx)) // nothing to sync
+	const u, f = "sync-user", storage.Email
+	a := reserve(t, s, u, f, base, policy)
+	must(t, sy.Sync(ctx))
+	sameAttempts(t, "after Sync", stored(t, s, u, f), a)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := sy.Sync(cancelled); err == nil {
+		t.Error("Sync with a cancelled context returned nil")
+	}
+}

@@ -59,6 +59,7 @@ var cases = []suiteCase{
 	{name: "AttemptsPerFactor", run: testAttemptsPerFactor},
 	{name: "AcceptStepClearsFailures", run: testAcceptStepClears},
 	{name: "ReserveFactor", run: testReserveFactor},
+	{name: "Sync", run: testSync},
 	{name: "ReserveSend", run: testReserveSend},
 	{name: "Limits", run: testLimits},
 	{name: "Isolation", run: testIsolation},
