@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -28,49 +27,64 @@ func decodeAttempts(vals []any) storage.Attempts {
 // failure state to expire storage.AttemptIdle after max(LockedUntil, now)
 // (S27).
 func (s *Store) ReserveAttempt(ctx context.Context, user string, factor storage.Factor, now time.Time, p storage.LockPolicy) (storage.Attempts, error) {
-	a, _, err := s.reserve(ctx, user, factor, now, p, rand.Text(), false)
+	_, a, err := s.reserve(ctx, user, factor, now, p, "", false)
 	return a, err
 }
 
 // ReserveFactor implements storage.ReservingReader: one script reserves
 // the check and, unless the factor is locked, reads the enrollment.
 func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.Factor, now time.Time, p storage.LockPolicy) (storage.Enrollment, storage.Attempts, error) {
-	a, vals, err := s.reserve(ctx, user, factor, now, p, rand.Text(), true)
-	if err != nil {
-		return storage.Enrollment{}, a, err
-	}
-	e, err := decodeEnrollment(user, factor, vals)
-	return e, a, err
+	return s.reserve(ctx, user, factor, now, p, "", true)
 }
 
-// reserve runs reserveScript under request id rq (a resend with the same
-// rq answers like the first call) and returns the failure state it
-// answered and, with enrollment, the values of enrollmentFields.
+// reserve runs reserveScript under request id rq (a fresh one if empty;
+// a resend with the same rq answers like the first call) and returns the
+// failure state it answered and, with enrollment, the enrollment it read.
 func (s *Store) reserve(ctx context.Context, user string, factor storage.Factor, now time.Time, p storage.LockPolicy,
-	rq string, enrollment bool) (storage.Attempts, []any, error) {
-	keys := []string{s.attemptsKey(user, factor), s.requestKey(user, rq)}
+	rq string, enrollment bool) (storage.Enrollment, storage.Attempts, error) {
 	op := "reserve attempt"
 	if enrollment {
-		keys = append(keys, s.enrollmentKey(user, factor))
 		op = "reserve factor"
 	}
 	// The state lives AttemptIdle beyond max(LockedUntil, now), judged by
 	// now; if now is ahead of the wall clock that turns times into TTLs,
 	// by that too, as for the other records.
 	idle := storage.AttemptIdle + max(now.Sub(s.now()), 0)
-	vals, err := reserveScript.Run(ctx, s.rdb, keys, micros(now), now.Nanosecond()%1000,
-		p.MaxFailures, int64(p.Base), int64(p.Max), int64((idle+time.Millisecond-1)/time.Millisecond)).Slice()
+	var a args
+	a.b.Grow(3*s.keyLen(user, len(factor)) + len(rq) + 6*20)
+	a.key(s.prefix, user, "a", string(factor))
+	if rq == "" {
+		a.requestKey(s.prefix, user)
+	} else {
+		a.key(s.prefix, user, "r", rq)
+	}
+	if enrollment {
+		a.key(s.prefix, user, "e", string(factor))
+	}
+	a.int(micros(now))
+	a.int(int64(now.Nanosecond() % 1000))
+	a.int(int64(p.MaxFailures))
+	a.int(int64(p.Base))
+	a.int(int64(p.Max))
+	a.int(int64((idle + time.Millisecond - 1) / time.Millisecond))
+	res, err := s.runString(ctx, reserveScript, &a)
 	if err != nil {
-		return storage.Attempts{}, nil, wrap(op, err)
+		return storage.Enrollment{}, storage.Attempts{}, wrap(op, err)
 	}
-	if len(vals) < 4 {
-		return storage.Attempts{}, nil, wrap(op, fmt.Errorf("unexpected script reply %v", vals))
+	r := reply{s: res}
+	st := r.word()
+	at := storage.Attempts{Failures: int(r.num()), LockedUntil: fromMicros(r.num()), LastAt: fromMicros(r.num())}
+	if r.bad {
+		return storage.Enrollment{}, storage.Attempts{}, wrap(op, fmt.Errorf("unexpected script reply %q", res))
 	}
-	a := decodeAttempts(vals[1:4])
-	if err := statusErr(op, vals[0]); err != nil {
-		return a, nil, err
+	if err := statusErr(op, st); err != nil || !enrollment {
+		return storage.Enrollment{}, at, err
 	}
-	return a, vals[4:], nil
+	e, err := decodeReservedEnrollment(user, factor, &r)
+	if r.bad {
+		return storage.Enrollment{}, at, wrap(op, fmt.Errorf("unexpected script reply %q", res))
+	}
+	return e, at, err
 }
 
 // ResetAttempts implements storage.AttemptStore.

@@ -135,20 +135,20 @@ func testReserveResend(t *testing.T, s *Store) {
 	ctx := context.Background()
 	p := storage.LockPolicy{MaxFailures: 2, Base: time.Minute, Max: time.Hour}
 	now := time.Now().Truncate(time.Millisecond)
-	first, _, err := s.reserve(ctx, "u", storage.Email, now, p, "rq1", false)
+	_, first, err := s.reserve(ctx, "u", storage.Email, now, p, "rq1", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _, err := s.reserve(ctx, "u", storage.Email, now, p, "rq1", false)
+	_, again, err := s.reserve(ctx, "u", storage.Email, now, p, "rq1", false)
 	if err != nil || !sameAttempts(again, first) || first.Failures != 1 {
 		t.Fatalf("resend answered %+v, %v; first %+v", again, err, first)
 	}
 	// The second reservation locks; its resend answers OK, not ErrLocked.
-	locking, _, err := s.reserve(ctx, "u", storage.Email, now, p, "rq2", false)
+	_, locking, err := s.reserve(ctx, "u", storage.Email, now, p, "rq2", false)
 	if err != nil || locking.Failures != 2 || !locking.LockedUntil.Equal(now.Add(time.Minute)) {
 		t.Fatalf("second reservation %+v, %v", locking, err)
 	}
-	again, _, err = s.reserve(ctx, "u", storage.Email, now, p, "rq2", true)
+	_, again, err = s.reserve(ctx, "u", storage.Email, now, p, "rq2", true)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) || !sameAttempts(again, locking) {
 		t.Fatalf("resend of the locking reservation answered %+v, %v", again, err)
 	}
@@ -159,7 +159,7 @@ func testReserveResend(t *testing.T, s *Store) {
 	if err := s.ResetAttempts(ctx, "u", storage.Email); err != nil {
 		t.Fatal(err)
 	}
-	if again, _, err = s.reserve(ctx, "u", storage.Email, now, p, "rq2", false); err != nil || !sameAttempts(again, locking) {
+	if _, again, err = s.reserve(ctx, "u", storage.Email, now, p, "rq2", false); err != nil || !sameAttempts(again, locking) {
 		t.Fatalf("resend after reset answered %+v, %v", again, err)
 	}
 	if a, err := s.Attempts(ctx, "u", storage.Email); err != nil || a != (storage.Attempts{}) {
@@ -226,9 +226,7 @@ func testAcceptStepResendKeepsLaterChecks(t *testing.T, s *Store) {
 		t.Fatal(err)
 	}
 	accept := func(step int64, rq string) error {
-		res, err := acceptScript.Run(ctx, s.rdb,
-			[]string{s.enrollmentKey("u", storage.Authenticator), s.attemptsKey("u", storage.Authenticator)}, step, rq).Result()
-		return outcome("accept step", res, err)
+		return s.acceptStep(ctx, "u", storage.Authenticator, step, rq)
 	}
 	if _, err := s.ReserveAttempt(ctx, "u", storage.Authenticator, now, p); err != nil {
 		t.Fatal(err)

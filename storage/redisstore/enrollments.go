@@ -3,58 +3,132 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
-	"errors"
+	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mfakit/mfakit/storage"
 )
 
-// enrollmentFields are the hash fields of an enrollment, in the order
-// decodeEnrollment reads them.
-var enrollmentFields = []string{"id", "v", "s", "k", "l", "c", "va", "x"}
+// enrolled are the factors a user enrolls, ordered by name.
+var enrolled = [...]storage.Factor{storage.Authenticator, storage.Email}
 
-func (s *Store) readEnrollment(ctx context.Context, user string, f storage.Factor) (storage.Enrollment, error) {
-	vals, err := s.rdb.HMGet(ctx, s.enrollmentKey(user, f), enrollmentFields...).Result()
-	if err != nil {
-		return storage.Enrollment{}, wrap("enrollment", err)
-	}
-	return decodeEnrollment(user, f, vals)
+// keyLen is an upper bound on the length of a key of user whose kind and
+// name are at most 2 and nameLen bytes long.
+func (s *Store) keyLen(user string, nameLen int) int {
+	return len(s.prefix) + b64.EncodedLen(len(user)) + 6 + nameLen
 }
 
-// decodeEnrollment reads the values of enrollmentFields; ErrNotFound when
-// there is no enrollment.
-func decodeEnrollment(user string, f storage.Factor, vals []any) (storage.Enrollment, error) {
-	if len(vals) < len(enrollmentFields) || vals[0] == nil {
+// enrollmentFields are the hash fields of an enrollment, in the order
+// decodeEnrollment reads them, boxed once.
+var enrollmentFields = [...]any{"id", "v", "s", "k", "l", "c", "va", "x"}
+
+// hmgetArgs are the arguments of the HMGETs of readEnrollments: the
+// interfaces hold pointers into keys, which cost no allocation to box.
+type hmgetArgs struct {
+	args [len(enrolled)][2 + len(enrollmentFields)]any
+	keys [len(enrolled)]string
+}
+
+// readEnrollments reads the enrollments of user of factors fs into es,
+// by one HMGET each, all in one round trip (one pipeline), and returns
+// how many there were.
+func (s *Store) readEnrollments(ctx context.Context, user string, fs []storage.Factor, es []storage.Enrollment) (int, error) {
+	var a args
+	a.b.Grow(len(fs) * s.keyLen(user, len(storage.Authenticator)))
+	for _, f := range fs {
+		a.key(s.prefix, user, "e", string(f))
+	}
+	all := a.b.String()
+	h := new(hmgetArgs)
+	var cmds [len(enrolled)]*redis.StringSliceCmd
+	for i := range fs {
+		h.keys[i] = all[a.start(i):a.ends[i]]
+		h.args[i][0], h.args[i][1] = "hmget", &h.keys[i]
+		copy(h.args[i][2:], enrollmentFields[:])
+		cmds[i] = redis.NewStringSliceCmd(ctx, h.args[i][:]...)
+		cmds[i].SetFirstKeyPos(1)
+	}
+	var err error
+	if len(fs) == 1 {
+		err = s.rdb.Process(ctx, cmds[0])
+	} else {
+		pipe := s.rdb.Pipeline()
+		for _, c := range cmds[:len(fs)] {
+			_ = pipe.Process(ctx, c)
+		}
+		_, err = pipe.Exec(ctx)
+	}
+	if err != nil {
+		return 0, wrap("enrollments", err)
+	}
+	n := 0
+	for i, f := range fs {
+		e, err := decodeEnrollment(user, f, cmds[i].Val())
+		if err == nil {
+			es[n] = e
+			n++
+		}
+	}
+	return n, nil
+}
+
+// decodeEnrollment reads the values of enrollmentFields (empty where
+// missing); ErrNotFound when there is no enrollment. Every enrollment
+// has a verified flag v, "0" or "1".
+func decodeEnrollment(user string, f storage.Factor, vals []string) (storage.Enrollment, error) {
+	if len(vals) < len(enrollmentFields) || vals[0] == "" && vals[1] == "" {
 		return storage.Enrollment{}, storage.ErrNotFound
 	}
-	e := storage.Enrollment{User: user, Factor: f, ID: str(vals, 0), Verified: str(vals, 1) == "1",
-		KeyID: str(vals, 3), LastStep: num(vals, 4), CreatedAt: fromMicros(num(vals, 5)),
-		VerifiedAt: fromMicros(num(vals, 6)), ExpiresAt: fromMicros(num(vals, 7))}
-	if sec := str(vals, 2); sec != "" {
+	e := storage.Enrollment{User: user, Factor: f, ID: vals[0], Verified: vals[1] == "1", KeyID: vals[3],
+		LastStep: parseNum(vals[4]), CreatedAt: fromMicros(parseNum(vals[5])),
+		VerifiedAt: fromMicros(parseNum(vals[6])), ExpiresAt: fromMicros(parseNum(vals[7]))}
+	if vals[2] != "" {
+		e.Secret = []byte(vals[2])
+	}
+	return e, nil
+}
+
+// decodeReservedEnrollment reads the fields id, v, s, k, l, c, va, x of
+// an enrollment from r, as reserveScript answers them; ErrNotFound when
+// there is no enrollment (no id).
+func decodeReservedEnrollment(user string, f storage.Factor, r *reply) (storage.Enrollment, error) {
+	id, ok := r.field()
+	verified, _ := r.field()
+	sec, _ := r.field()
+	keyID, _ := r.field()
+	last, created, verifiedAt, expires := r.fieldNum(), r.fieldNum(), r.fieldNum(), r.fieldNum()
+	if !ok {
+		return storage.Enrollment{}, storage.ErrNotFound
+	}
+	e := storage.Enrollment{User: user, Factor: f, ID: id, Verified: verified == "1", KeyID: keyID, LastStep: last,
+		CreatedAt: fromMicros(created), VerifiedAt: fromMicros(verifiedAt), ExpiresAt: fromMicros(expires)}
+	if sec != "" {
 		e.Secret = []byte(sec)
 	}
 	return e, nil
 }
 
-// Enrollments implements storage.EnrollmentStore.
+// Enrollments implements storage.EnrollmentStore in one round trip.
 func (s *Store) Enrollments(ctx context.Context, user string) ([]storage.Enrollment, error) {
-	var out []storage.Enrollment
-	for _, f := range []storage.Factor{storage.Authenticator, storage.Email} {
-		e, err := s.readEnrollment(ctx, user, f)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
+	var es [len(enrolled)]storage.Enrollment
+	n, err := s.readEnrollments(ctx, user, enrolled[:], es[:])
+	if err != nil || n == 0 {
+		return nil, err
 	}
-	return out, nil
+	return append([]storage.Enrollment(nil), es[:n]...), nil
 }
 
 // Enrollment implements storage.EnrollmentStore.
 func (s *Store) Enrollment(ctx context.Context, user string, factor storage.Factor) (storage.Enrollment, error) {
-	return s.readEnrollment(ctx, user, factor)
+	var es [1]storage.Enrollment
+	fs := [1]storage.Factor{factor}
+	n, err := s.readEnrollments(ctx, user, fs[:], es[:])
+	if err == nil && n == 0 {
+		err = storage.ErrNotFound
+	}
+	return es[0], err
 }
 
 // BeginEnrollment implements storage.EnrollmentStore in one script.
@@ -74,9 +148,35 @@ func (s *Store) ConfirmEnrollment(ctx context.Context, user string, factor stora
 // AcceptStep implements storage.EnrollmentStore in one script, which also
 // clears the failure state of (user, factor) on success.
 func (s *Store) AcceptStep(ctx context.Context, user string, factor storage.Factor, step int64) error {
-	res, err := acceptScript.Run(ctx, s.rdb, []string{s.enrollmentKey(user, factor), s.attemptsKey(user, factor)},
-		step, rand.Text()).Result()
-	return outcome("accept step", res, err)
+	return s.acceptStep(ctx, user, factor, step, "")
+}
+
+// acceptStep runs acceptScript under request id rq (a fresh one if
+// empty).
+func (s *Store) acceptStep(ctx context.Context, user string, factor storage.Factor, step int64, rq string) error {
+	var a args
+	a.b.Grow(2*s.keyLen(user, len(factor)) + 20 + len(rq) + len(requestPrefix) + 13)
+	a.key(s.prefix, user, "e", string(factor))
+	a.key(s.prefix, user, "a", string(factor))
+	a.int(step)
+	if rq == "" {
+		a.requestID()
+		a.end()
+	} else {
+		a.str(rq)
+	}
+	res, err := s.runInt(ctx, acceptScript, &a)
+	switch {
+	case err != nil:
+		return wrap("accept step", err)
+	case res == 0:
+		return nil
+	case res == 1:
+		return storage.ErrNotFound
+	case res == 2:
+		return storage.ErrStepReused
+	}
+	return wrap("accept step", fmt.Errorf("unexpected script reply %d", res))
 }
 
 // DeleteEnrollment implements storage.EnrollmentStore.

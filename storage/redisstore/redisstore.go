@@ -139,7 +139,7 @@ func num(vals []any, i int) int64 { n, _ := strconv.ParseInt(str(vals, i), 10, 6
 func wrap(op string, err error) error { return fmt.Errorf("redisstore: %s: %w", op, err) }
 
 // statusErr maps a script's status word to the storage errors.
-func statusErr(op string, res any) error {
+func statusErr(op string, res string) error {
 	switch res {
 	case "OK":
 		return nil
@@ -156,7 +156,7 @@ func statusErr(op string, res any) error {
 	case "LOCKED":
 		return storage.ErrLocked
 	}
-	return wrap(op, fmt.Errorf("unexpected script reply %v", res))
+	return wrap(op, fmt.Errorf("unexpected script reply %q", res))
 }
 
 // outcome maps a script's status reply to the storage errors.
@@ -164,5 +164,8 @@ func outcome(op string, res any, err error) error {
 	if err != nil {
 		return wrap(op, err)
 	}
-	return statusErr(op, res)
+	if s, ok := res.(string); ok {
+		return statusErr(op, s)
+	}
+	return wrap(op, fmt.Errorf("unexpected script reply %v", res))
 }

@@ -39,17 +39,19 @@ redis.call('HSET', KEYS[1], 'v', '1', 'va', ARGV[3], 'x', '0', 'l', ARGV[2], 'rq
 redis.call('PERSIST', KEYS[1])
 return 'OK'`)
 
-// acceptScript sets LastStep of the enrollment (KEYS[1]) and clears the
-// failure state (KEYS[2]) together. A resend answers OK and clears
-// nothing: checks reserved since the original are not its to clear.
-var acceptScript = redis.NewScript(`
+// acceptScript sets LastStep of the enrollment (KEYS[1]) to ARGV[1] and
+// clears the failure state (KEYS[2]) together, under request id ARGV[2].
+// It answers 0 (OK), 1 (no verified enrollment) or 2 (step reused). A
+// resend answers 0 and clears nothing: checks reserved since the
+// original are not its to clear.
+var acceptScript = newHotScript(`
 local h = redis.call('HMGET', KEYS[1], 'v', 'l', 'rq')
-if h[1] ~= '1' then return 'NOTFOUND' end
-if h[3] == ARGV[2] then return 'OK' end
-if tonumber(h[2]) >= tonumber(ARGV[1]) then return 'REUSED' end
+if h[1] ~= '1' then return 1 end
+if h[3] == ARGV[2] then return 0 end
+if tonumber(h[2]) >= tonumber(ARGV[1]) then return 2 end
 redis.call('HSET', KEYS[1], 'l', ARGV[1], 'rq', ARGV[2])
 redis.call('DEL', KEYS[2])
-return 'OK'`)
+return 0`)
 
 var resealScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'id', 'k')
@@ -125,9 +127,14 @@ return 'OK'`)
 // answers exactly that even if a success cleared the state meanwhile. A
 // locked answer changes nothing and leaves no marker. Each reservation
 // sets the state to expire AttemptIdle after max(LockedUntil, now) (S27).
-// The enrollment is read (HMGET) whenever a check was reserved, whether
-// it exists or not (S26).
-var reserveScript = redis.NewScript(`
+//
+// It answers one string: the status word (OK or LOCKED) and the state
+// (Failures, LockedUntil, LastAt), separated by spaces; and, for
+// ReserveFactor, whenever a check was reserved, the enrollment read by
+// one HMGET (fields id, v, s, k, l, c, va, x) whether it exists or not
+// (S26), each field " <length>:<value>", or " -" where missing (see
+// reply).
+var reserveScript = newHotScript(`
 local st, f, u, t = 'OK'
 local m = redis.call('GET', KEYS[2])
 if m then
@@ -156,12 +163,23 @@ else
     redis.call('SET', KEYS[2], f .. ':' .. u .. ':' .. t, 'PX', 60000)
   end
 end
-local r = {st, f, u, t}
-if KEYS[3] and st == 'OK' then
-  local e = redis.call('HMGET', KEYS[3], 'id', 'v', 's', 'k', 'l', 'c', 'va', 'x')
-  for i = 1, #e do r[4 + i] = e[i] end
+if not KEYS[3] or st ~= 'OK' then return st .. ' ' .. f .. ' ' .. u .. ' ' .. t end
+local e = redis.call('HMGET', KEYS[3], 'id', 'v', 's', 'k', 'l', 'c', 'va', 'x')
+local r, n = {st, ' ', f, ' ', u, ' ', t}, 7
+for i = 1, 8 do
+  local v = e[i]
+  if v then
+    r[n + 1] = ' '
+    r[n + 2] = #v
+    r[n + 3] = ':'
+    r[n + 4] = v
+    n = n + 4
+  else
+    r[n + 1] = ' -'
+    n = n + 1
+  end
 end
-return r`)
+return table.concat(r)`)
 
 // sendScript is storage.NextSend in Lua, so the check and the update are
 // one atomic step.

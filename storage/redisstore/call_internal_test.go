@@ -1,0 +1,90 @@
+package redisstore
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/mfakit/mfakit/storage"
+)
+
+// The hot path builds the keys userKey does, byte for byte, whatever the
+// user: a store reads what its previous version wrote.
+func TestArgsKeysAreUserKeys(t *testing.T) {
+	s := &Store{prefix: "mfakit:"}
+	users := []string{"", "a", "ab", "abc", "alice@example.com", "{}", "a}b{c", "\x00\xff\xfe", strings.Repeat("é", 160)}
+	for range 200 {
+		b := make([]byte, rand.IntN(40))
+		for i := range b {
+			b[i] = byte(rand.IntN(256))
+		}
+		users = append(users, string(b))
+	}
+	for _, user := range users {
+		var a args
+		a.key(s.prefix, user, "e", string(storage.Email))
+		a.key(s.prefix, user, "a", string(storage.Authenticator))
+		from, to := a.requestKey(s.prefix, user)
+		a.int(-42)
+		a.str("x y")
+		cmd := a.command(acceptScript, false)
+		want := []string{s.enrollmentKey(user, storage.Email), s.attemptsKey(user, storage.Authenticator), "", "-42", "x y"}
+		all := a.b.String()
+		want[2] = s.requestKey(user, all[from:to])
+		if len(cmd) != 3+len(want) || cmd[0] != "evalsha" || *cmd[1].(*string) != acceptScript.sha || *cmd[2].(*string) != "3" {
+			t.Fatalf("user %q: command %v", user, cmd)
+		}
+		for i, w := range want {
+			if got := *cmd[3+i].(*string); got != w {
+				t.Fatalf("user %q: argument %d is %q, want %q", user, i, got, w)
+			}
+		}
+		if got := a.keys; got != 3 {
+			t.Fatalf("%d keys", got)
+		}
+		if n := s.keyLen(user, len(storage.Authenticator)); n < len(want[1]) {
+			t.Fatalf("keyLen %d < %d", n, len(want[1]))
+		}
+	}
+}
+
+// Request ids are distinct.
+func TestRequestIDs(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newRequestID()
+		if seen[id] || !strings.HasPrefix(id, requestPrefix) || len(requestPrefix) != 16 {
+			t.Fatalf("request id %q (prefix %q) repeated or malformed", id, requestPrefix)
+		}
+		seen[id] = true
+	}
+}
+
+// A reply's fields carry any bytes; a malformed one is refused.
+func TestReply(t *testing.T) {
+	r := reply{s: "OK 12 -3 0 3:a b - 0: 5:\x00:- 1"}
+	if w, n1, n2, n3 := r.word(), r.num(), r.num(), r.num(); w != "OK" || n1 != 12 || n2 != -3 || n3 != 0 || r.bad {
+		t.Fatalf("words %q %d %d %d (bad %v)", w, n1, n2, n3, r.bad)
+	}
+	for _, want := range []struct {
+		v  string
+		ok bool
+	}{{"a b", true}, {"", false}, {"", true}, {"\x00:- 1", true}} {
+		if v, ok := r.field(); v != want.v || ok != want.ok || r.bad {
+			t.Fatalf("field %q %v, want %q %v (bad %v)", v, ok, want.v, want.ok, r.bad)
+		}
+	}
+	if r.more() {
+		t.Fatalf("left %q", r.s)
+	}
+	for _, bad := range []string{"x", " 3:ab", " 1ab", " 2:a", " a:b"} {
+		r := reply{s: bad}
+		r.field()
+		if !r.bad {
+			t.Errorf("%q read as a field", bad)
+		}
+	}
+	if r := (reply{s: "OK x"}); r.word() != "OK" || r.num() != 0 || !r.bad {
+		t.Error("a word that is no number read as one")
+	}
+}
