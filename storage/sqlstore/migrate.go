@@ -148,6 +148,16 @@ var migrations = []migration{
 		}
 		return stmts
 	},
+	func(s *Store) []string { // version 6: Sync's rows (used on PostgreSQL)
+		engine := ""
+		if s.dialect == MySQL {
+			engine = " ENGINE=InnoDB"
+		}
+		return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	slot INTEGER NOT NULL,
+	n BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (slot))%s`, s.syncs, engine)}
+	},
 }
 
 // Fill factors of the tables the verify hot path updates (PostgreSQL).

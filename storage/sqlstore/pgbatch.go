@@ -46,7 +46,7 @@ func acceptSQL(enrollments, attempts string) string {
 // allows: the write that follows a right code (acceptSQL, or any other
 // statement that changes a row) waits for the log to be flushed up to its
 // own commit, which lies after the reservation's; after a wrong code the
-// caller waits for syncSQL. So a successful verify waits for one flush,
+// caller waits for Sync's write. So a successful verify waits for one flush,
 // not two; and no answer goes out before its reservation is on disk.
 func reserveSQL(enrollments, attempts string) string {
 	return "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))," +
@@ -210,16 +210,21 @@ func (s *Store) reserveFactors(ctx context.Context, batch []reserveIn) ([]reserv
 	return out, nil
 }
 
-// syncSQL is Sync's statement: it takes a transaction id, so that its
-// commit writes a commit record and, synchronous_commit being on, waits
-// until the log is flushed up to it: up to and past every reservation
-// committed before it began.
-const syncSQL = "SELECT pg_current_xact_id()"
+// syncSlots is the number of rows of the syncs table that Sync's
+// batches write in turn, so that two in flight seldom wait for each
+// other's row lock.
+const syncSlots = 4
 
-// syncs is Sync's batch on PostgreSQL: one statement for every call that
-// waits.
-func (s *Store) syncs(ctx context.Context, batch []struct{}) ([]struct{}, error) {
-	if _, err := s.exec(ctx, "sync", syncSQL); err != nil {
+// writeSync is Sync's batch on PostgreSQL: one statement for every call that
+// waits. It writes a row (an upsert, so it writes whatever the table
+// holds): a transaction that wrote nothing to the log would not wait for
+// the log at its commit, even with a transaction id. This one does, with
+// synchronous_commit on, up to its own commit: past every reservation
+// committed before it began.
+func (s *Store) writeSync(ctx context.Context, batch []struct{}) ([]struct{}, error) {
+	slot := int64(s.syncSlot.Add(1) % syncSlots)
+	if _, err := s.exec(ctx, "sync", "INSERT INTO "+s.syncs+" AS t (slot, n) VALUES (?, 1)"+
+		" ON CONFLICT (slot) DO UPDATE SET n = t.n + 1", slot); err != nil {
 		return nil, err
 	}
 	return make([]struct{}, len(batch)), nil

@@ -30,6 +30,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mfakit/mfakit/storage"
@@ -51,7 +52,7 @@ type Store struct {
 	prefix  string
 	now     func() time.Time
 
-	enrollments, codes, attempts, sends, recovery, credentials, versions string
+	enrollments, codes, attempts, sends, recovery, credentials, syncs, versions string
 
 	stmts sync.Map // query → *sql.Stmt
 	// steps and reserves batch the verify hot path on PostgreSQL (with
@@ -60,8 +61,10 @@ type Store struct {
 	steps                     *batcher[stepIn, bool]
 	reserves                  *batcher[reserveIn, reserveOut]
 	acceptQuery, reserveQuery string
-	// syncBatch batches Sync's statement on PostgreSQL.
+	// syncBatch batches Sync's statement on PostgreSQL; syncSlot picks
+	// the row each batch writes.
 	syncBatch *batcher[struct{}, struct{}]
+	syncSlot  atomic.Uint32
 	// The statements of the SQLite batches (litebatch.go); factorQuery
 	// serves MySQL too.
 	liteReserveQuery, factorQuery, liteAcceptQuery, clearQuery string
@@ -100,7 +103,8 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 	p := opts.TablePrefix
 	s := &Store{db: db, dialect: dialect, prefix: p, now: opts.Now,
 		enrollments: p + "enrollments", codes: p + "codes", attempts: p + "attempts",
-		sends: p + "sends", recovery: p + "recovery_codes", credentials: p + "credentials", versions: p + "schema_versions"}
+		sends: p + "sends", recovery: p + "recovery_codes", credentials: p + "credentials", syncs: p + "syncs",
+		versions: p + "schema_versions"}
 	s.factorQuery = factorSQL(s.enrollments, s.attempts)
 	stepKey := func(c stepIn) string { return factorKey(c.user, c.factor) }
 	reserveKey := func(c reserveIn) string { return factorKey(c.user, c.factor) }
@@ -109,7 +113,7 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 		s.acceptQuery, s.reserveQuery = acceptSQL(s.enrollments, s.attempts), reserveSQL(s.enrollments, s.attempts)
 		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptSteps, flushers: 2}
 		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, fit: sameLock, run: s.reserveFactors, flushers: 2}
-		s.syncBatch = &batcher[struct{}, struct{}]{run: s.syncs, flushers: 2}
+		s.syncBatch = &batcher[struct{}, struct{}]{run: s.writeSync, flushers: 2}
 	case SQLite:
 		s.liteReserveQuery = liteReserveSQL(s.attempts)
 		s.liteAcceptQuery = "UPDATE " + s.enrollments + " SET last_step = ?" +
@@ -123,7 +127,7 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 
 // Tables lists the store's table names, for hosts that back up or drop them.
 func (s *Store) Tables() []string {
-	return []string{s.enrollments, s.codes, s.attempts, s.sends, s.recovery, s.credentials, s.versions}
+	return []string{s.enrollments, s.codes, s.attempts, s.sends, s.recovery, s.credentials, s.syncs, s.versions}
 }
 
 // Close releases the prepared statements. The *sql.DB stays open: it is
