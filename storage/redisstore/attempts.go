@@ -51,7 +51,7 @@ func (s *Store) reserve(ctx context.Context, user string, factor storage.Factor,
 	// by that too, as for the other records.
 	idle := storage.AttemptIdle + max(now.Sub(s.now()), 0)
 	var a args
-	a.b.Grow(3*s.keyLen(user, len(factor)) + len(rq) + 6*20)
+	a.b.Grow(2*s.keyLen(user, len(factor)) + s.keyLen(user, max(len(rq), maxRequestID)) + 6*20)
 	a.key(s.prefix, user, "a", string(factor))
 	if rq == "" {
 		a.requestKey(s.prefix, user)

@@ -181,12 +181,9 @@ var (
 	requestCount  atomic.Uint64
 )
 
-// newRequestID returns a fresh request id.
-func newRequestID() string {
-	var a args
-	a.requestID()
-	return a.b.String()
-}
+// maxRequestID bounds the length of a request id: the prefix and a
+// counter in base 36.
+const maxRequestID = 16 + 13
 
 const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

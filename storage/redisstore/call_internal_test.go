@@ -52,8 +52,10 @@ func TestArgsKeysAreUserKeys(t *testing.T) {
 func TestRequestIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		id := newRequestID()
-		if seen[id] || !strings.HasPrefix(id, requestPrefix) || len(requestPrefix) != 16 {
+		var a args
+		a.requestID()
+		id := a.b.String()
+		if seen[id] || !strings.HasPrefix(id, requestPrefix) || len(requestPrefix) != 16 || len(id) > maxRequestID {
 			t.Fatalf("request id %q (prefix %q) repeated or malformed", id, requestPrefix)
 		}
 		seen[id] = true

@@ -155,7 +155,7 @@ func (s *Store) AcceptStep(ctx context.Context, user string, factor storage.Fact
 // empty).
 func (s *Store) acceptStep(ctx context.Context, user string, factor storage.Factor, step int64, rq string) error {
 	var a args
-	a.b.Grow(2*s.keyLen(user, len(factor)) + 20 + len(rq) + len(requestPrefix) + 13)
+	a.b.Grow(2*s.keyLen(user, len(factor)) + 20 + max(len(rq), maxRequestID))
 	a.key(s.prefix, user, "e", string(factor))
 	a.key(s.prefix, user, "a", string(factor))
 	a.int(step)

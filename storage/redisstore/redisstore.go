@@ -16,6 +16,13 @@
 // (credentials.go says what a failure between them leaves).
 //
 // Redis keeps times at microsecond precision.
+//
+// The operations of the kit's hot paths are one round trip each:
+// Enrollments one HMGET per factor in one pipeline, ReserveFactor,
+// ReserveAttempt and AcceptStep one EVALSHA (call.go says how their
+// arguments and replies avoid allocations). The key layout is the one
+// earlier versions wrote, so an upgrade needs no migration, and old and
+// new instances may share a Redis while it rolls out.
 package redisstore
 
 import (
