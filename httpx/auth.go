@@ -48,8 +48,10 @@ type userKey struct{}
 // UserFrom returns the user of ctx: the one host middleware set with
 // WithUser, or the one a check of this package authenticated.
 func UserFrom(ctx context.Context) (User, bool) {
-	u, ok := ctx.Value(userKey{}).(User)
-	return u, ok
+	if c, ok := ctx.Value(userKey{}).(*userCtx); ok {
+		return c.u, true
+	}
+	return User{}, false
 }
 
 // WithUser returns ctx carrying u. Host middleware that has already
@@ -57,7 +59,23 @@ func UserFrom(ctx context.Context) (User, bool) {
 // way, and every kit route and check then takes it instead of asking the
 // Authenticator; RequireUser sets it too.
 func WithUser(ctx context.Context, u User) context.Context {
-	return context.WithValue(ctx, userKey{}, u)
+	return &userCtx{Context: ctx, u: u}
+}
+
+// userCtx is the context WithUser returns: as context.WithValue but in
+// one allocation (WithValue also boxes the User), as it is made for every
+// request. Its Value answers userKey with itself, and every other key as
+// its parent does.
+type userCtx struct {
+	context.Context
+	u User
+}
+
+func (c *userCtx) Value(key any) any {
+	if key == (userKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // Auth checks credentials: the user with the Authenticator, OAuth clients

@@ -64,6 +64,9 @@ type problemCase struct {
 	// param, when set, is the request field the answer names in
 	// invalid_params; detail is then the reason.
 	param string
+	// body is the answer's problem+json body, encoded once (see init in
+	// problem.go).
+	body string
 }
 
 // problemKinds is the one vocabulary of error answers: every problem code

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"reflect"
@@ -35,16 +36,14 @@ func newValidator() *validator.Validate {
 // (S28). When optional is set an empty body is accepted and leaves dst as
 // it was (still validated).
 func decodeJSON(r *http.Request, limit int64, dst any, optional bool) error {
-	rb := r.Body
-	if rb == nil {
-		rb = http.NoBody
+	body := r.Body
+	if body == nil {
+		body = http.NoBody
 	}
-	body := http.MaxBytesReader(nil, rb, limit)
 	defer body.Close()
 	empty := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
-	if !empty || r.Header.Get("Content-Type") != "" {
-		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+	if ct := r.Header.Get("Content-Type"); !empty || ct != "" {
+		if !isJSONType(ct) {
 			return NewProblem(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
 				"the request body must be application/json")
 		}
@@ -53,16 +52,20 @@ func decodeJSON(r *http.Request, limit int64, dst any, optional bool) error {
 	// strict pass and the decode see the same bytes.
 	b := bodyBufs.Get().(*bodyBuf)
 	defer b.release()
-	if _, err := b.buf.ReadFrom(body); err != nil {
+	if err := b.read(body, limit); err != nil {
 		return decodeProblem(err)
 	}
-	if err := checkStrict(b.buf.Bytes(), reflect.TypeOf(dst)); err != nil {
+	object, err := strictObject(b.buf.Bytes(), reflect.TypeOf(dst))
+	if err != nil {
 		return err
+	}
+	if object && decodeFlat(b.buf.Bytes(), dst) {
+		return validateStruct(dst)
 	}
 	b.rd.Reset(b.buf.Bytes())
 	dec := json.NewDecoder(&b.rd)
 	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	err = dec.Decode(dst)
 	switch {
 	case errors.Is(err, io.EOF):
 		if !optional {
@@ -78,14 +81,46 @@ func decodeJSON(r *http.Request, limit int64, dst any, optional bool) error {
 	return validateStruct(dst)
 }
 
+// isJSONType reports whether the Content-Type value ct is JSON:
+// application/json or a +json type, with any parameters. The usual value,
+// exactly "application/json", needs no parsing.
+func isJSONType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
 // bodyBuf holds a request body and a reader over it; bodyBufs recycles
 // them, as every JSON request needs one.
 type bodyBuf struct {
 	buf bytes.Buffer
 	rd  bytes.Reader
+	lim io.LimitedReader
 }
 
 var bodyBufs = sync.Pool{New: func() any { return new(bodyBuf) }}
+
+// read reads body whole into b.buf, at most limit bytes (S19): a longer
+// body is an *http.MaxBytesError, as http.MaxBytesReader reports it.
+// Like it, read takes at most limit+1 bytes from body; unlike it, it
+// needs no allocation (the limiting reader lives in b).
+func (b *bodyBuf) read(body io.Reader, limit int64) error {
+	b.lim = io.LimitedReader{R: body, N: limit}
+	if limit < math.MaxInt64 {
+		b.lim.N = limit + 1
+	}
+	_, err := b.buf.ReadFrom(&b.lim)
+	b.lim.R = nil
+	if err != nil {
+		return err
+	}
+	if int64(b.buf.Len()) > limit {
+		return &http.MaxBytesError{Limit: limit}
+	}
+	return nil
+}
 
 func (b *bodyBuf) release() {
 	if b.buf.Cap() > 64<<10 { // a host with a large MaxBodyBytes: do not pin it
@@ -133,7 +168,13 @@ func jsonKind(t reflect.Type) string {
 }
 
 func validateStruct(v any) error {
+	if quickValid(v) {
+		return nil
+	}
 	err := validate.Struct(v)
+	if err == nil {
+		return nil
+	}
 	var verrs validator.ValidationErrors
 	if !errors.As(err, &verrs) {
 		return err

@@ -3,6 +3,7 @@ package httpx
 import (
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/mfakit/mfakit/mfa"
 )
@@ -21,11 +22,19 @@ func (h *Handlers) MFADetails() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Write(appendDetails(make([]byte, 0, 128), st))
+		setAnswerHeaders(w.Header(), "application/json", false)
+		buf := answerBufs.Get().(*[]byte)
+		*buf = appendDetails((*buf)[:0], st)
+		w.Write(*buf)
+		if cap(*buf) <= 4<<10 {
+			answerBufs.Put(buf)
+		}
 	})
 }
+
+// answerBufs recycles the buffers answers are written from (a Write
+// does not keep its slice).
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 // appendDetails writes the mfaDetails body by hand: it is the hottest
 // answer, and its shape (factor names are fixed identifiers) needs no

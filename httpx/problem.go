@@ -3,9 +3,11 @@ package httpx
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -52,24 +54,66 @@ func ProblemFor(err error) *Problem {
 	if p, ok := errors.AsType[*Problem](err); ok {
 		return p
 	}
-	for _, k := range problemKinds {
-		for _, c := range k.cases {
-			if !errors.Is(err, c.err) {
-				continue
+	k, c := caseOf(err)
+	if c == nil {
+		return NewProblem(http.StatusInternalServerError, CodeInternal, internalDetail)
+	}
+	p := c.problem(k)
+	if k.retryAfter != nil {
+		p.retryAfter = k.retryAfter(err)
+	}
+	return p
+}
+
+// caseOf returns the entry of the table of problem codes (problemKinds)
+// that answers err, tried in order, or nil, nil when none does.
+func caseOf(err error) (*problemKind, *problemCase) {
+	for i := range problemKinds {
+		k := &problemKinds[i]
+		for j := range k.cases {
+			if errors.Is(err, k.cases[j].err) {
+				return k, &k.cases[j]
 			}
-			var p *Problem
-			if c.param != "" {
-				p = invalidParam(c.param, c.detail)
-			} else {
-				p = NewProblem(k.status, k.code, c.detail)
-			}
-			if k.retryAfter != nil {
-				p.retryAfter = k.retryAfter(err)
-			}
-			return p
 		}
 	}
-	return NewProblem(http.StatusInternalServerError, CodeInternal, internalDetail)
+	return nil, nil
+}
+
+// problem returns the problem of c, a case of k, without its Retry-After.
+func (c *problemCase) problem(k *problemKind) *Problem {
+	if c.param != "" {
+		return invalidParam(c.param, c.detail)
+	}
+	return NewProblem(k.status, k.code, c.detail)
+}
+
+// statusOf returns the status of the answer to err, as
+// ProblemFor(err).Status, without building the problem.
+func statusOf(err error) int {
+	if p, ok := errors.AsType[*Problem](err); ok {
+		return p.Status
+	}
+	if k, _ := caseOf(err); k != nil {
+		return k.status
+	}
+	return http.StatusInternalServerError
+}
+
+// init encodes the problem of every case of the table once, as
+// WriteProblem encodes it: an answer to a domain error is constant but
+// for its Retry-After header, and DefaultErrorHandler writes these bytes.
+func init() {
+	for i := range problemKinds {
+		k := &problemKinds[i]
+		for j := range k.cases {
+			c := &k.cases[j]
+			var b strings.Builder
+			if err := json.NewEncoder(&b).Encode(c.problem(k)); err != nil {
+				panic(err)
+			}
+			c.body = b.String()
+		}
+	}
 }
 
 func invalidParam(name, reason string) *Problem {
@@ -81,16 +125,19 @@ func invalidParam(name, reason string) *Problem {
 // WriteProblem writes p as application/problem+json, with Retry-After
 // (whole seconds, at least 1) on a 429.
 func WriteProblem(w http.ResponseWriter, p *Problem) {
+	writeProblemHeader(w, p.Status, p.retryAfter)
+	json.NewEncoder(w).Encode(p)
+}
+
+// writeProblemHeader writes the headers and status of a problem answer.
+func writeProblemHeader(w http.ResponseWriter, status int, retryAfter time.Duration) {
 	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if p.Status == http.StatusTooManyRequests || p.retryAfter > 0 {
-		secs := max(1, int64(math.Ceil(p.retryAfter.Seconds())))
+	setAnswerHeaders(h, "application/problem+json", true)
+	if status == http.StatusTooManyRequests || retryAfter > 0 {
+		secs := max(1, int64(math.Ceil(retryAfter.Seconds())))
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
-	w.WriteHeader(p.Status)
-	json.NewEncoder(w).Encode(p)
+	w.WriteHeader(status)
 }
 
 // ErrorHandler writes the answer to a failed request. The default,
@@ -99,5 +146,17 @@ type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 // DefaultErrorHandler writes ProblemFor(err) as problem+json.
 func DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if _, ok := errors.AsType[*Problem](err); !ok {
+		// A domain error: its answer was encoded once (problemCase.body).
+		if k, c := caseOf(err); c != nil {
+			var retryAfter time.Duration
+			if k.retryAfter != nil {
+				retryAfter = k.retryAfter(err)
+			}
+			writeProblemHeader(w, k.status, retryAfter)
+			io.WriteString(w, c.body)
+			return
+		}
+	}
 	WriteProblem(w, ProblemFor(err))
 }

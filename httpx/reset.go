@@ -107,7 +107,7 @@ func (h *Handlers) ResetMyQRCodeEnroll() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, FactorResponse{MFAType: mfa.Authenticator, Verified: false})
+		writeFactor(w, mfa.Authenticator, false)
 	})
 }
 
@@ -127,6 +127,6 @@ func (h *Handlers) ResetQRCodeEnroll() http.Handler {
 			h.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, FactorResponse{MFAType: mfa.Authenticator, Verified: false})
+		writeFactor(w, mfa.Authenticator, false)
 	})
 }

@@ -168,3 +168,12 @@ func BenchmarkServe(b *testing.B) {
 		run(b, reqs, 400, nil)
 	})
 }
+
+// WriteString is what the server's ResponseWriter offers too.
+func (w *benchWriter) WriteString(s string) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.n += len(s)
+	return len(s), nil
+}

@@ -29,9 +29,16 @@ import (
 // unquoted by encoding/json) or an object has many keys. The tests check
 // it against a walk on json.Decoder.Token.
 func checkStrict(data []byte, t reflect.Type) error {
+	_, err := strictObject(data, t)
+	return err
+}
+
+// strictObject is checkStrict, also reporting whether data is one valid
+// JSON object (so checkStrict walked it).
+func strictObject(data []byte, t reflect.Type) (object bool, err error) {
 	i := skipSpace(data, 0)
 	if i == len(data) || data[i] != '{' || !json.Valid(data) {
-		return nil
+		return false, nil
 	}
 	i++
 	// stack holds the open objects and arrays, innermost last; keys holds
@@ -57,11 +64,11 @@ func checkStrict(data []byte, t reflect.Type) error {
 			var key []byte
 			key, i = readKey(data, i)
 			if top.seen(keys, key) {
-				return invalidParam(strictPath(stack, key), "duplicate field")
+				return true, invalidParam(strictPath(stack, key), "duplicate field")
 			}
 			typ, want := top.lookup(key)
 			if want != "" {
-				return invalidParam(strictPath(stack, key),
+				return true, invalidParam(strictPath(stack, key),
 					`unknown field (field names are case-sensitive: use "`+want+`")`)
 			}
 			keys = top.add(keys, key)
@@ -88,7 +95,7 @@ func checkStrict(data []byte, t reflect.Type) error {
 			}
 		}
 	}
-	return nil
+	return true, nil
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -41,7 +41,7 @@ func (h *Handlers) verifyEndpoint(f mfa.Factor, verify func(ctx context.Context,
 		if h.cfg.OnVerified != nil {
 			h.cfg.OnVerified(w, r, u, f)
 		}
-		writeJSON(w, http.StatusOK, FactorResponse{MFAType: f, Verified: true})
+		writeFactor(w, f, true)
 	})
 }
 
@@ -119,6 +119,6 @@ func (h *Handlers) checkEndpoint() http.Handler {
 		if h.cfg.OnVerified != nil {
 			h.cfg.OnVerified(w, r, u, proof.Factor)
 		}
-		writeJSON(w, http.StatusOK, FactorResponse{MFAType: proof.Factor, Verified: true})
+		writeFactor(w, proof.Factor, true)
 	})
 }
