@@ -166,7 +166,7 @@ func (a *Auth) RequireRole(role string) func(http.Handler) http.Handler {
 // route that also takes a state token must refuse rather than ignore when
 // they are wrong.
 func offersUserCredentials(r *http.Request) bool {
-	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	scheme, _, _ := strings.Cut(headerValue(r.Header, "Authorization"), " ")
 	return scheme != "" && !strings.EqualFold(scheme, schemeBasic)
 }
 
@@ -217,6 +217,9 @@ func (a *Auth) ClientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
+	}
+	if len(a.trusted) == 0 {
+		return host // no proxy is trusted: the peer is the client
 	}
 	peer, err := netip.ParseAddr(host)
 	if err != nil || !a.isTrusted(peer) {

@@ -42,7 +42,7 @@ func decodeJSON(r *http.Request, limit int64, dst any, optional bool) error {
 	}
 	defer body.Close()
 	empty := r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody
-	if ct := r.Header.Get("Content-Type"); !empty || ct != "" {
+	if ct := headerValue(r.Header, "Content-Type"); !empty || ct != "" {
 		if !isJSONType(ct) {
 			return NewProblem(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
 				"the request body must be application/json")

@@ -199,8 +199,8 @@ func TestDefaultErrorHandlerMatchesWriteProblem(t *testing.T) {
 			t.Errorf("%v: DefaultErrorHandler %d %v %q, WriteProblem %d %v %q", err,
 				got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
 		}
-		if statusOf(err) != ProblemFor(err).Status {
-			t.Errorf("%v: statusOf %d, ProblemFor %d", err, statusOf(err), ProblemFor(err).Status)
+		if got, want := answerFor(err).status(), ProblemFor(err).Status; got != want {
+			t.Errorf("%v: answer status %d, ProblemFor %d", err, got, want)
 		}
 	}
 }
@@ -249,6 +249,23 @@ func TestDecodeJSONLimit(t *testing.T) {
 			if p, isProblem := err.(*Problem); !isProblem || p.Status != http.StatusRequestEntityTooLarge {
 				t.Errorf("limit %d: %v, want 413", c.limit, err)
 			}
+		}
+	}
+}
+
+// TestHeaderValueIsGet: headerValue is Header.Get for the keys it reads,
+// which are canonical.
+func TestHeaderValueIsGet(t *testing.T) {
+	h := http.Header{}
+	h.Add("authorization", "Bearer x")
+	h.Add("Authorization", "Bearer y")
+	h.Set("Accept-Language", "de")
+	for _, key := range []string{"Authorization", "Accept-Language", "Content-Type"} {
+		if key != http.CanonicalHeaderKey(key) {
+			t.Errorf("%q is not canonical", key)
+		}
+		if got, want := headerValue(h, key), h.Get(key); got != want {
+			t.Errorf("%s: headerValue %q, Get %q", key, got, want)
 		}
 	}
 }

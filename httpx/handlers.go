@@ -132,14 +132,17 @@ func New(svc *mfa.Service, authn Authenticator, cfg Config) *Handlers {
 			h.addressOf = svcCfg.Directory.EmailOf
 		}
 	}
-	if cfg.ErrorHandler == nil {
-		cfg.ErrorHandler = DefaultErrorHandler
-	}
+	custom := cfg.ErrorHandler // nil: DefaultErrorHandler's answer
 	h.cfg.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-		if statusOf(err) >= 500 && !loggedByService(err) {
+		a := answerFor(err)
+		if a.status() >= 500 && !loggedByService(err) {
 			cfg.Logger.ErrorContext(r.Context(), "mfakit: request failed", "path", r.URL.Path, "err", err)
 		}
-		cfg.ErrorHandler(w, r, err)
+		if custom != nil {
+			custom(w, r, err)
+			return
+		}
+		a.write(w, err)
 	}
 	h.auth = &Auth{authn: authn, clients: cfg.Clients, onError: h.cfg.ErrorHandler,
 		trusted: cfg.TrustedProxies, now: h.now, svc: svc, withoutFactor: cfg.StepUpWithoutFactor}
@@ -202,9 +205,20 @@ func (h *Handlers) withInfo(r *http.Request, u User) *http.Request {
 func (h *Handlers) requestInfo(r *http.Request, u User) mfa.RequestInfo {
 	locale := u.Locale
 	if locale == "" {
-		locale = acceptLanguage(r.Header.Get("Accept-Language"))
+		locale = acceptLanguage(headerValue(r.Header, "Accept-Language"))
 	}
 	return mfa.RequestInfo{ClientIP: h.auth.ClientIP(r), Email: u.Email, Locale: locale}
+}
+
+// headerValue returns the first value of header key, which must be in
+// canonical form (as every key the server puts in r.Header is): it is
+// r.Header.Get(key) without canonicalizing key again, a cost that showed
+// on the hot routes, which read a few headers each.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // acceptLanguage returns the first language tag of an Accept-Language

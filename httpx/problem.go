@@ -87,16 +87,48 @@ func (c *problemCase) problem(k *problemKind) *Problem {
 	return NewProblem(k.status, k.code, c.detail)
 }
 
-// statusOf returns the status of the answer to err, as
-// ProblemFor(err).Status, without building the problem.
-func statusOf(err error) int {
+// answer is how the kit answers an error: with the *Problem it holds,
+// else with its case of the table of problem codes, else (an error the
+// kit does not know) with a quiet 500. answerFor finds it once per failed
+// request, for both the log decision and the answer.
+type answer struct {
+	p *Problem
+	k *problemKind
+	c *problemCase
+}
+
+func answerFor(err error) answer {
 	if p, ok := errors.AsType[*Problem](err); ok {
-		return p.Status
+		return answer{p: p}
 	}
-	if k, _ := caseOf(err); k != nil {
-		return k.status
+	k, c := caseOf(err)
+	return answer{k: k, c: c}
+}
+
+// status is ProblemFor(err).Status.
+func (a answer) status() int {
+	switch {
+	case a.p != nil:
+		return a.p.Status
+	case a.k != nil:
+		return a.k.status
 	}
 	return http.StatusInternalServerError
+}
+
+// write writes the answer to err as WriteProblem(w, ProblemFor(err))
+// does; for a case of the table, its body encoded once (problemCase.body).
+func (a answer) write(w http.ResponseWriter, err error) {
+	if a.c == nil {
+		WriteProblem(w, ProblemFor(err))
+		return
+	}
+	var retryAfter time.Duration
+	if a.k.retryAfter != nil {
+		retryAfter = a.k.retryAfter(err)
+	}
+	writeProblemHeader(w, a.k.status, retryAfter)
+	io.WriteString(w, a.c.body)
 }
 
 // init encodes the problem of every case of the table once, as
@@ -146,17 +178,5 @@ type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 // DefaultErrorHandler writes ProblemFor(err) as problem+json.
 func DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	if _, ok := errors.AsType[*Problem](err); !ok {
-		// A domain error: its answer was encoded once (problemCase.body).
-		if k, c := caseOf(err); c != nil {
-			var retryAfter time.Duration
-			if k.retryAfter != nil {
-				retryAfter = k.retryAfter(err)
-			}
-			writeProblemHeader(w, k.status, retryAfter)
-			io.WriteString(w, c.body)
-			return
-		}
-	}
-	WriteProblem(w, ProblemFor(err))
+	answerFor(err).write(w, err)
 }
