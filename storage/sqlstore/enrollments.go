@@ -42,8 +42,11 @@ func scanEnrollment(row scanner, before []any, after ...any) (storage.Enrollment
 
 // Enrollments implements storage.EnrollmentStore.
 func (s *Store) Enrollments(ctx context.Context, user string) ([]storage.Enrollment, error) {
-	rows, err := s.db.QueryContext(ctx, s.q("SELECT "+enrollmentCols+" FROM "+s.enrollments+
-		" WHERE username = ? ORDER BY factor"), user)
+	st, err := s.prepared(ctx, s.enrollmentsQuery)
+	if err != nil {
+		return nil, wrap("enrollments", err)
+	}
+	rows, err := st.QueryContext(ctx, user)
 	if err != nil {
 		return nil, wrap("enrollments", err)
 	}

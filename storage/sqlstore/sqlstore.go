@@ -68,6 +68,8 @@ type Store struct {
 	// The statements of the SQLite batches (litebatch.go); factorQuery
 	// serves MySQL too.
 	liteReserveQuery, factorQuery, liteAcceptQuery, clearQuery string
+	// enrollmentsQuery is Enrollments' statement (the status read).
+	enrollmentsQuery string
 }
 
 var (
@@ -106,6 +108,7 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 		sends: p + "sends", recovery: p + "recovery_codes", credentials: p + "credentials", syncs: p + "syncs",
 		versions: p + "schema_versions"}
 	s.factorQuery = factorSQL(s.enrollments, s.attempts)
+	s.enrollmentsQuery = "SELECT " + enrollmentCols + " FROM " + s.enrollments + " WHERE username = ? ORDER BY factor"
 	stepKey := func(c stepIn) string { return factorKey(c.user, c.factor) }
 	reserveKey := func(c reserveIn) string { return factorKey(c.user, c.factor) }
 	switch dialect {
