@@ -6,11 +6,14 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
+	"encoding"
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pquerna/otp"
@@ -37,16 +40,14 @@ func (p TOTP) Step(t time.Time) int64 {
 // Code returns the code of secret at time step counter (RFC 4226 HOTP),
 // zero-padded to Digits.
 func (p TOTP) Code(secret []byte, counter int64) string {
-	k := newHMACKey(p.Algorithm, secret)
-	return fmt.Sprintf("%0*d", p.Digits.Length(), p.value(&k, counter))
+	h := newHMAC(p.Algorithm, secret)
+	defer h.release()
+	return fmt.Sprintf("%0*d", p.Digits.Length(), p.value(h.mac(counter)))
 }
 
-// value is the HOTP value of counter: HMAC, dynamic truncation (RFC 4226
-// §5.3), modulo 10^Digits. k is the secret, prepared once for every step
-// of a check.
-func (p TOTP) value(k *hmacKey, counter int64) uint32 {
-	var buf [sha512.Size]byte
-	sum := k.mac(buf[:0], counter)
+// value is the HOTP value of an HMAC: dynamic truncation (RFC 4226
+// §5.3), modulo 10^Digits.
+func (p TOTP) value(sum []byte) uint32 {
 	off := sum[len(sum)-1] & 0xf
 	v := binary.BigEndian.Uint32(sum[off:]) & 0x7fffffff
 	return v % pow10[p.Digits.Length()]
@@ -54,67 +55,102 @@ func (p TOTP) value(k *hmacKey, counter int64) uint32 {
 
 var pow10 = [...]uint32{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
 
-// hmacKey is an HMAC key (RFC 2104) prepared for one hash: the key XORed
-// with ipad and with opad, one hash block each. mac computes the HMAC of
-// a counter with the hash package's one-shot Sum functions on stack
-// buffers, so a TOTP check allocates nothing, where crypto/hmac
-// allocates two hash states and their saved copies for every key. The
-// RFC 4226 and RFC 6238 vectors and a comparison with crypto/hmac
-// (TestHMACKeyMatchesCryptoHMAC) pin it.
-type hmacKey struct {
-	alg        otp.Algorithm
-	block      int // the hash's block size
-	ipad, opad [sha512.BlockSize]byte
+// hmacState computes HMAC (RFC 2104) under one key of the 8-byte
+// counters of HOTP. As crypto/hmac does, it hashes the key's ipad and
+// opad blocks once and saves the two hash states, so each counter costs
+// two hash blocks; unlike crypto/hmac, which allocates both hashes and
+// their saved states for every key, it is recycled (hmacPools), so a
+// TOTP check allocates nothing. release clears the key's states before
+// the next use. The RFC 4226 and RFC 6238 vectors and a comparison with
+// crypto/hmac (TestHMACMatchesCryptoHMAC) pin it.
+type hmacState struct {
+	pool         *sync.Pool
+	inner, outer savableHash
+	// innerAt and outerAt are the states after the ipad and opad blocks.
+	innerAt, outerAt []byte
+	pad              [sha512.BlockSize]byte
+	counter          [8]byte
+	sum              [sha512.Size]byte
 }
 
-// newHMACKey prepares secret for HMAC with the hash of a (SHA1 unless
-// SHA256 or SHA512). A secret longer than a block is hashed first, as RFC
-// 2104 says; a shorter one is padded with zeros.
-func newHMACKey(a otp.Algorithm, secret []byte) hmacKey {
-	k := hmacKey{alg: a, block: sha1.BlockSize}
+// savableHash is a hash whose state can be saved and restored, as every
+// hash of crypto/sha1, crypto/sha256 and crypto/sha512 can.
+type savableHash interface {
+	hash.Hash
+	encoding.BinaryAppender
+	encoding.BinaryUnmarshaler
+}
+
+// hmacPools recycle the hmacStates of SHA1, SHA256 and SHA512.
+var hmacPools = [...]sync.Pool{
+	{New: func() any { return newHMACState(sha1.New) }},
+	{New: func() any { return newHMACState(sha256.New) }},
+	{New: func() any { return newHMACState(sha512.New) }},
+}
+
+func newHMACState(h func() hash.Hash) *hmacState {
+	return &hmacState{inner: h().(savableHash), outer: h().(savableHash)}
+}
+
+// newHMAC returns an hmacState keyed with secret for the hash of a (SHA1
+// unless SHA256 or SHA512). A secret longer than a block is hashed first,
+// as RFC 2104 says; a shorter one is padded with zeros. Release it after
+// use.
+func newHMAC(a otp.Algorithm, secret []byte) *hmacState {
+	pool := &hmacPools[0]
 	switch a {
 	case otp.AlgorithmSHA256:
-		k.block = sha256.BlockSize
+		pool = &hmacPools[1]
 	case otp.AlgorithmSHA512:
-		k.block = sha512.BlockSize
+		pool = &hmacPools[2]
 	}
-	var hashed [sha512.Size]byte
-	if len(secret) > k.block {
-		secret = k.sum(hashed[:0], secret)
+	h := pool.Get().(*hmacState)
+	h.pool = pool
+	block := h.inner.BlockSize()
+	if len(secret) > block {
+		h.outer.Reset()
+		h.outer.Write(secret)
+		secret = h.outer.Sum(h.sum[:0])
 	}
-	copy(k.ipad[:], secret)
-	copy(k.opad[:], secret)
-	for i := range k.block {
-		k.ipad[i] ^= 0x36
-		k.opad[i] ^= 0x5c
+	copy(h.pad[:], secret)
+	for i := range block {
+		h.pad[i] ^= 0x36
 	}
-	return k
+	h.inner.Reset()
+	h.inner.Write(h.pad[:block])
+	h.innerAt, _ = h.inner.AppendBinary(h.innerAt[:0]) // cannot fail
+	for i := range block {
+		h.pad[i] ^= 0x36 ^ 0x5c
+	}
+	h.outer.Reset()
+	h.outer.Write(h.pad[:block])
+	h.outerAt, _ = h.outer.AppendBinary(h.outerAt[:0])
+	clear(h.pad[:])
+	clear(h.sum[:])
+	return h
 }
 
-// sum appends the hash of data to dst.
-func (k *hmacKey) sum(dst, data []byte) []byte {
-	switch k.alg {
-	case otp.AlgorithmSHA256:
-		s := sha256.Sum256(data)
-		return append(dst, s[:]...)
-	case otp.AlgorithmSHA512:
-		s := sha512.Sum512(data)
-		return append(dst, s[:]...)
-	}
-	s := sha1.Sum(data)
-	return append(dst, s[:]...)
+// mac returns HMAC(key, counter as 8 bytes big-endian):
+// H((K ^ opad) || H((K ^ ipad) || counter)). The result is valid until
+// the next call.
+func (h *hmacState) mac(counter int64) []byte {
+	h.inner.UnmarshalBinary(h.innerAt) // saved by AppendBinary: cannot fail
+	binary.BigEndian.PutUint64(h.counter[:], uint64(counter))
+	h.inner.Write(h.counter[:])
+	sum := h.inner.Sum(h.sum[:0])
+	h.outer.UnmarshalBinary(h.outerAt)
+	h.outer.Write(sum)
+	return h.outer.Sum(h.sum[:0])
 }
 
-// mac appends HMAC(key, counter as 8 bytes big-endian) to dst:
-// H((K ^ opad) || H((K ^ ipad) || counter)).
-func (k *hmacKey) mac(dst []byte, counter int64) []byte {
-	var inner [sha512.BlockSize + 8]byte
-	n := copy(inner[:], k.ipad[:k.block])
-	binary.BigEndian.PutUint64(inner[n:], uint64(counter))
-	var outer [sha512.BlockSize + sha512.Size]byte
-	n = copy(outer[:], k.opad[:k.block])
-	msg := k.sum(outer[:n], inner[:n+8])
-	return k.sum(dst, msg)
+// release forgets the key and returns h to its pool.
+func (h *hmacState) release() {
+	h.inner.Reset()
+	h.outer.Reset()
+	clear(h.innerAt)
+	clear(h.outerAt)
+	clear(h.sum[:])
+	h.pool.Put(h)
 }
 
 // parseCode reads a code of exactly n ASCII digits.
@@ -139,14 +175,15 @@ func parseCode(code string, n int) (uint32, bool) {
 // steps share a code, the later wins. HOTP is computed here rather than by
 // pquerna/otp, whose Validate hides the step and whose GenerateCode decodes
 // base32 and allocates per call; the RFC 4226 and 6238 vectors pin it.
-// It allocates nothing (see hmacKey).
+// It allocates nothing (see hmacState).
 func (p TOTP) Match(secret []byte, code string, now time.Time) (step int64, ok bool) {
 	want, valid := parseCode(code, p.Digits.Length())
-	k := newHMACKey(p.Algorithm, secret)
+	h := newHMAC(p.Algorithm, secret)
+	defer h.release()
 	t := p.Step(now)
 	matched := 0
 	for s := t - int64(p.Skew); s <= t+int64(p.Skew); s++ {
-		eq := subtle.ConstantTimeEq(int32(p.value(&k, s)), int32(want))
+		eq := subtle.ConstantTimeEq(int32(p.value(h.mac(s))), int32(want))
 		step = int64(subtle.ConstantTimeSelect(eq, int(s), int(step)))
 		matched |= eq
 	}
