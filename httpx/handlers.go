@@ -90,6 +90,9 @@ type Handlers struct {
 	// proofLimit caps the bodies that carry a factor's proof: a WebAuthn
 	// assertion is larger than a code.
 	proofLimit int64
+	// factors are the Service's enabled factors (mfa.Config.Factors), the
+	// availables of mfaDetails.
+	factors []mfa.Factor
 }
 
 // New returns the Handlers of svc, finding the user behind each request
@@ -125,6 +128,7 @@ func New(svc *mfa.Service, authn Authenticator, cfg Config) *Handlers {
 	if svc != nil {
 		svcCfg := svc.Config()
 		h.now = svcCfg.Now
+		h.factors = svcCfg.Factors
 		if slices.Contains(svcCfg.Factors, mfa.WebAuthn) {
 			h.proofLimit = cfg.MaxWebAuthnBodyBytes
 		}

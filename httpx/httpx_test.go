@@ -689,6 +689,8 @@ func TestDetailsJSON(t *testing.T) {
 		{Available: []mfa.Factor{mfa.Email}, Details: map[mfa.Factor]mfa.FactorStatus{mfa.Email: {Verified: true}}},
 		{Available: []mfa.Factor{mfa.Authenticator, mfa.Email}, Details: map[mfa.Factor]mfa.FactorStatus{
 			mfa.Email: {Verified: false}, mfa.Authenticator: {Verified: true}}},
+		{Available: []mfa.Factor{mfa.Authenticator, mfa.Email, mfa.WebAuthn}, Details: map[mfa.Factor]mfa.FactorStatus{
+			mfa.WebAuthn: {Verified: true, Count: 3}, mfa.Authenticator: {Verified: true}}},
 	} {
 		want, _ := json.Marshal(httpx.DetailsResponse{Availables: st.Available, Details: st.Details})
 		if got := httpx.AppendDetails(nil, st); string(got) != string(want)+"\n" {
