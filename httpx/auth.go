@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mfakit/mfakit/internal/ctxvalue"
 	"github.com/mfakit/mfakit/mfa"
 )
 
@@ -48,10 +49,7 @@ type userKey struct{}
 // UserFrom returns the user of ctx: the one host middleware set with
 // WithUser, or the one a check of this package authenticated.
 func UserFrom(ctx context.Context) (User, bool) {
-	if c, ok := ctx.Value(userKey{}).(*userCtx); ok {
-		return c.u, true
-	}
-	return User{}, false
+	return ctxvalue.Get[userKey, User](ctx)
 }
 
 // WithUser returns ctx carrying u. Host middleware that has already
@@ -59,23 +57,7 @@ func UserFrom(ctx context.Context) (User, bool) {
 // way, and every kit route and check then takes it instead of asking the
 // Authenticator; RequireUser sets it too.
 func WithUser(ctx context.Context, u User) context.Context {
-	return &userCtx{Context: ctx, u: u}
-}
-
-// userCtx is the context WithUser returns: as context.WithValue but in
-// one allocation (WithValue also boxes the User), as it is made for every
-// request. Its Value answers userKey with itself, and every other key as
-// its parent does.
-type userCtx struct {
-	context.Context
-	u User
-}
-
-func (c *userCtx) Value(key any) any {
-	if key == (userKey{}) {
-		return c
-	}
-	return c.Context.Value(key)
+	return ctxvalue.With[userKey](ctx, u)
 }
 
 // Auth checks credentials: the user with the Authenticator, OAuth clients

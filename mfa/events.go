@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/mfakit/mfakit/internal/ctxvalue"
 )
 
 // EventType names what happened in an audit Event.
@@ -101,28 +103,10 @@ type RequestInfo struct {
 
 // WithRequestInfo returns ctx carrying info for audit events.
 func WithRequestInfo(ctx context.Context, info RequestInfo) context.Context {
-	return &infoCtx{Context: ctx, info: info}
-}
-
-// infoCtx is the context WithRequestInfo returns: as context.WithValue
-// but in one allocation (WithValue also boxes the RequestInfo), as it is
-// made for every request. Its Value answers requestInfoKey with itself,
-// and every other key as its parent does.
-type infoCtx struct {
-	context.Context
-	info RequestInfo
-}
-
-func (c *infoCtx) Value(key any) any {
-	if key == (requestInfoKey{}) {
-		return c
-	}
-	return c.Context.Value(key)
+	return ctxvalue.With[requestInfoKey](ctx, info)
 }
 
 func requestInfo(ctx context.Context) RequestInfo {
-	if c, ok := ctx.Value(requestInfoKey{}).(*infoCtx); ok {
-		return c.info
-	}
-	return RequestInfo{}
+	info, _ := ctxvalue.Get[requestInfoKey, RequestInfo](ctx)
+	return info
 }
