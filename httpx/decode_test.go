@@ -53,9 +53,10 @@ type strictNested struct {
 	Ptr    *strictInner      `json:"ptr"`
 	Labels map[string]string `json:"labels"`
 	Deep   map[string]strictInner
-	List   []strictInner `json:"list"`
-	Any    any           `json:"any"`
-	Hidden string        `json:"-"`
+	List   []strictInner   `json:"list"`
+	Any    any             `json:"any"`
+	Raw    json.RawMessage `json:"raw"`
+	Hidden string          `json:"-"`
 	hidden string
 }
 
@@ -96,6 +97,9 @@ func TestDecodeStrictRejects(t *testing.T) {
 		{"Go name of a tagged field", `{"Inner":{}}`, "Inner", `use "inner"`, true},
 		{"duplicate of an untagged Go name", `{"Deep":{},"Deep":{}}`, "Deep", "duplicate", true},
 		{"duplicate in a large object", `{"labels":{` + manyKeys(40) + `,"k07":"again"}}`, "labels.k07", "duplicate", true},
+		{"case variant in a RawMessage", `{"raw":{"id":"a","ID":"b"}}`, "raw.ID", "duplicate", true},
+		{"case variant deep in a RawMessage", `{"raw":{"r":[{"type":1,"Type":2}]}}`, "raw.r[0].Type", "duplicate", true},
+		{"Kelvin sign in a large RawMessage", `{"raw":{` + manyKeys(40) + `,"K07":"again"}}`, "raw.K07", "duplicate", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -227,16 +231,16 @@ func strictRef(data []byte, t reflect.Type) (string, bool) {
 	if tok, _ := dec.Token(); tok != json.Delim('{') {
 		return "", false
 	}
-	return refObject(dec, t, "")
+	return refObject(dec, t, "", t == reflect.TypeFor[json.RawMessage]())
 }
 
-func refValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string) (string, bool) {
+func refValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string, opaque bool) (string, bool) {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch tok {
 	case json.Delim('{'):
-		return refObject(dec, t, path+".")
+		return refObject(dec, t, path+".", opaque || t == reflect.TypeFor[json.RawMessage]())
 	case json.Delim('['):
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
@@ -247,7 +251,7 @@ func refValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string) (s
 			if tok == json.Delim(']') {
 				return "", false
 			}
-			if bad, ok := refValue(dec, tok, elem, fmt.Sprintf("%s[%d]", path, i)); ok {
+			if bad, ok := refValue(dec, tok, elem, fmt.Sprintf("%s[%d]", path, i), opaque || t == reflect.TypeFor[json.RawMessage]()); ok {
 				return bad, true
 			}
 		}
@@ -255,8 +259,10 @@ func refValue(dec *json.Decoder, tok json.Token, t reflect.Type, path string) (s
 	return "", false
 }
 
-func refObject(dec *json.Decoder, t reflect.Type, prefix string) (string, bool) {
-	seen := map[string]bool{}
+// In a json.RawMessage (opaque) keys that differ only in case are
+// repeats, at any depth.
+func refObject(dec *json.Decoder, t reflect.Type, prefix string, opaque bool) (string, bool) {
+	var seen []string
 	for {
 		tok, _ := dec.Token()
 		if tok == json.Delim('}') {
@@ -264,12 +270,16 @@ func refObject(dec *json.Decoder, t reflect.Type, prefix string) (string, bool) 
 		}
 		key := tok.(string)
 		name := prefix + key
-		if seen[key] {
-			return name, true
+		for _, k := range seen {
+			if k == key || opaque && strings.EqualFold(k, key) {
+				return name, true
+			}
 		}
-		seen[key] = true
+		seen = append(seen, key)
 		var vt reflect.Type
-		if t != nil && t.Kind() == reflect.Map {
+		if opaque {
+			// Nothing inside a RawMessage has a type.
+		} else if t != nil && t.Kind() == reflect.Map {
 			vt = t.Elem()
 		} else if t != nil && t.Kind() == reflect.Struct {
 			fields, exact := fieldsOf(t), false
@@ -285,7 +295,7 @@ func refObject(dec *json.Decoder, t reflect.Type, prefix string) (string, bool) 
 			}
 		}
 		tok, _ = dec.Token()
-		if bad, ok := refValue(dec, tok, vt, name); ok {
+		if bad, ok := refValue(dec, tok, vt, name, opaque); ok {
 			return bad, true
 		}
 	}
@@ -311,10 +321,14 @@ func FuzzCheckStrict(f *testing.F) {
 		`{} {"a":1,"a":1}`,
 		`[{"a":1,"a":1}]`,
 		`{"":{"":{},"":{}}}`,
+		`{"mfatype":"WEBAUTHN","credential":{"id":"a","ID":"b"}}`,
+		`{"credential":{"response":{"x":1,"X":2}},"credential2":{"a":1,"A":1}}`,
+		`{"credential":[{"k":1,"K":2}]}`,
 	} {
 		f.Add([]byte(seed))
 	}
-	types := []reflect.Type{reflect.TypeFor[CodeRequest](), reflect.TypeFor[strictNested](), reflect.TypeFor[map[string]any]()}
+	types := []reflect.Type{reflect.TypeFor[CodeRequest](), reflect.TypeFor[strictNested](), reflect.TypeFor[map[string]any](),
+		reflect.TypeFor[CheckRequest]()}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, typ := range types {
 			var got string

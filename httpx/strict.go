@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -19,7 +20,10 @@ import (
 // "\u0074otp" repeats "totp") and any key that names a field of the
 // struct it decodes into only case-insensitively; t is the type decoded
 // into. Objects of no known struct type (map values, interfaces, unknown
-// fields) are checked for repeats only.
+// fields) are checked for repeats only; but in a json.RawMessage, which
+// the kit hands on to another decoder (a passkey's credential goes to
+// go-webauthn, which matches its fields as encoding/json does), keys that
+// differ only in case count as repeats too, at any depth.
 //
 // A body that is not valid JSON, or not one object, is left to the
 // decode, which reports it as before; so is a key that matches no field
@@ -45,7 +49,7 @@ func strictObject(data []byte, t reflect.Type) (object bool, err error) {
 	// the keys of every open object, each object's from its frame's start.
 	var stackArr [8]strictFrame
 	var keysArr [16][]byte
-	stack := append(stackArr[:0], newFrame(t, false))
+	stack := append(stackArr[:0], newFrame(t, false, false))
 	keys := keysArr[:0]
 	for len(stack) > 0 {
 		top := &stack[len(stack)-1]
@@ -83,7 +87,7 @@ func strictObject(data []byte, t reflect.Type) (object bool, err error) {
 		}
 		switch c {
 		case '{', '[':
-			f := newFrame(top.next, c == '[')
+			f := newFrame(top.next, c == '[', top.opaque)
 			f.start = len(keys)
 			stack = append(stack, f)
 			i++
@@ -134,6 +138,7 @@ func readKey(data []byte, i int) (key []byte, next int) {
 // strictFrame is an open object or array in checkStrict.
 type strictFrame struct {
 	array   bool
+	opaque  bool                // in a json.RawMessage: keys compare case-insensitively
 	fields  *strictFields       // the struct the object decodes into, or nil
 	next    reflect.Type        // the type of the current value (nil: unknown)
 	wantKey bool                // object: the next token is a key or '}'
@@ -143,13 +148,14 @@ type strictFrame struct {
 	index   int                 // array: the index of the current element
 }
 
-// newFrame opens an object (or, with array, an array) that decodes into t.
-func newFrame(t reflect.Type, array bool) strictFrame {
+// newFrame opens an object (or, with array, an array) that decodes into t;
+// opaque reports one inside a json.RawMessage.
+func newFrame(t reflect.Type, array, opaque bool) strictFrame {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	f := strictFrame{array: array, wantKey: !array, index: -1}
-	if t == nil {
+	f := strictFrame{array: array, wantKey: !array, index: -1, opaque: opaque || t == rawMessage}
+	if t == nil || f.opaque {
 		return f
 	}
 	switch k := t.Kind(); {
@@ -190,25 +196,47 @@ const strictLinear = 16
 
 func (f *strictFrame) seen(keys [][]byte, key []byte) bool {
 	if f.set != nil {
-		_, ok := f.set[string(key)]
+		_, ok := f.set[f.setKey(key)]
 		return ok
 	}
 	for _, k := range keys[f.start:] {
-		if bytes.Equal(k, key) {
+		if bytes.Equal(k, key) || f.opaque && bytes.EqualFold(k, key) {
 			return true
 		}
 	}
 	return false
 }
 
+// setKey is key as the object's set holds it: in an opaque object each
+// letter replaced by the least of its simple case folds (K, k and the
+// Kelvin sign all become K), so that two keys are one in the set exactly
+// when bytes.EqualFold says they are equal.
+func (f *strictFrame) setKey(key []byte) string {
+	if !f.opaque {
+		return string(key)
+	}
+	out := make([]rune, 0, len(key))
+	for _, r := range string(key) {
+		least := r
+		for o := unicode.SimpleFold(r); o != r; o = unicode.SimpleFold(o) {
+			least = min(least, o)
+		}
+		out = append(out, least)
+	}
+	return string(out)
+}
+
+// rawMessage is the type whose objects are opaque.
+var rawMessage = reflect.TypeFor[json.RawMessage]()
+
 func (f *strictFrame) add(keys [][]byte, key []byte) [][]byte {
 	keys = append(keys, key)
 	if f.set != nil {
-		f.set[string(key)] = struct{}{}
+		f.set[f.setKey(key)] = struct{}{}
 	} else if len(keys)-f.start > strictLinear {
 		f.set = make(map[string]struct{}, 2*strictLinear)
 		for _, k := range keys[f.start:] {
-			f.set[string(k)] = struct{}{}
+			f.set[f.setKey(k)] = struct{}{}
 		}
 	}
 	return keys
