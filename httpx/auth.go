@@ -100,7 +100,7 @@ func (a *Auth) CheckUser(r *http.Request) (User, error) {
 // request is refused with ErrUnauthorized.
 func (a *Auth) CheckClient(r *http.Request) (clientID string, err error) {
 	id, secret, ok := r.BasicAuth()
-	if !ok || id == "" || a.clients == nil {
+	if _, one := authorization(r.Header); !one || !ok || id == "" || a.clients == nil {
 		return "", ErrUnauthorized
 	}
 	if err := a.clients.AuthenticateClient(r.Context(), id, secret); err != nil {
@@ -144,11 +144,15 @@ func (a *Auth) RequireRole(role string) func(http.Handler) http.Handler {
 }
 
 // offersUserCredentials reports whether r carries an Authorization header
-// of another scheme than Basic: credentials for the Authenticator, which a
-// route that also takes a state token must refuse rather than ignore when
-// they are wrong.
+// of another scheme than Basic (or several Authorization headers):
+// credentials for the Authenticator, which a route that also takes a state
+// token must refuse rather than ignore when they are wrong.
 func offersUserCredentials(r *http.Request) bool {
-	scheme, _, _ := strings.Cut(headerValue(r.Header, "Authorization"), " ")
+	if len(r.Header["Authorization"]) > 1 {
+		return true // ambiguous: wrong credentials (see authorization)
+	}
+	v, _ := authorization(r.Header)
+	scheme, _, _ := strings.Cut(v, " ")
 	return scheme != "" && !strings.EqualFold(scheme, schemeBasic)
 }
 

@@ -218,6 +218,19 @@ func (h *Handlers) requestInfo(r *http.Request, u User) mfa.RequestInfo {
 // canonical form (as every key the server puts in r.Header is): it is
 // r.Header.Get(key) without canonicalizing key again, a cost that showed
 // on the hot routes, which read a few headers each.
+// authorization returns r's Authorization header and whether r has
+// exactly one. The header is a singleton (RFC 9110, section 11.6.2): a
+// request with several is ambiguous — a proxy may read the last where the
+// kit would read the first — so the kit treats it as carrying wrong
+// credentials (401), and never as a reason to skip a check.
+func authorization(h http.Header) (v string, one bool) {
+	vs := h["Authorization"]
+	if len(vs) != 1 {
+		return "", false
+	}
+	return vs[0], true
+}
+
 func headerValue(h http.Header, key string) string {
 	if v := h[key]; len(v) > 0 {
 		return v[0]

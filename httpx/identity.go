@@ -60,8 +60,9 @@ func (b bearer) AuthenticateRequest(r *http.Request) (User, error) {
 
 // bearerToken returns the token of an "Authorization: Bearer" header.
 func bearerToken(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(headerValue(r.Header, "Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	v, one := authorization(r.Header)
+	scheme, token, ok := strings.Cut(v, " ")
+	if !one || !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false
 	}
 	token = strings.TrimSpace(token)

@@ -21,7 +21,7 @@ var ErrCrossOrigin = errors.New("httpx: cross-origin request refused")
 // and proving nothing about a user, S23.) GET and HEAD are never checked:
 // they change nothing.
 func (h *Handlers) checkOrigin(r *http.Request) error {
-	if headerValue(r.Header, "Authorization") != "" {
+	if v, one := authorization(r.Header); one && v != "" {
 		return nil
 	}
 	if err := h.cfg.CrossOrigin.Check(r); err != nil {
