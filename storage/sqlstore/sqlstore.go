@@ -9,10 +9,17 @@
 //	store, err := sqlstore.New(db, sqlstore.Postgres, sqlstore.Options{})
 //	err = store.Migrate(ctx) // at start-up; idempotent, safe from many instances
 //
-// SQLite needs a busy timeout and immediate write transactions so that
-// concurrent writers wait instead of failing; with modernc.org/sqlite:
+// SQLite needs a busy timeout, WAL and immediate write transactions so
+// that concurrent writers wait instead of failing; OpenSQLite opens a file
+// with them (modernc.org/sqlite), or see SQLiteDSN:
 //
-//	sql.Open("sqlite", "file:mfa.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+//	db, err := sqlstore.OpenSQLite("mfa.db")
+//
+// The verify hot path is group-committed: on PostgreSQL the reservations
+// and the accepted steps of concurrent requests go as one statement per
+// batch (batch.go, pgbatch.go), the reservation committing without
+// waiting for the disk as storage.Syncer allows; on SQLite they go as one
+// write transaction per batch (litebatch.go). MySQL runs each call alone.
 //
 // Times are kept as Unix microseconds, and lockout durations are applied
 // at that precision.
