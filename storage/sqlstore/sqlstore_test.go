@@ -52,8 +52,14 @@ func TestConformance(t *testing.T) {
 func TestClosedConnection(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
+			// The store under test runs on a pool of its own, closed; the
+			// tables are made and dropped through another.
+			tables := newStore(t, b.open(t), b.dialect)
 			db := b.open(t)
-			s := newStore(t, db, b.dialect)
+			s, err := sqlstore.New(db, b.dialect, sqlstore.Options{TablePrefix: prefixOf(tables)})
+			if err != nil {
+				t.Fatal(err)
+			}
 			db.Close()
 			storagetest.Unavailable(t, s)
 		})
