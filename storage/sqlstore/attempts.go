@@ -96,8 +96,9 @@ func attempts(failures int, locked, last int64) storage.Attempts {
 //     RETURNING, in the batched statement of ReserveFactor (batch.go),
 //     which also reads the stored state of a locked factor; one round
 //     trip.
-//   - SQLite: the same upsert with RETURNING; a locked factor (no row
-//     returned) costs a second statement to read its state.
+//   - SQLite: the same upsert with RETURNING, then the SELECT of
+//     ReserveFactor, in the batch's write transaction (litebatch.go),
+//     which thus also reads the stored state of a locked factor.
 //   - MySQL: INSERT ... ON DUPLICATE KEY UPDATE with IF()s, which passes
 //     the new count and whether the factor was locked out through
 //     LAST_INSERT_ID(expr), in the OK packet: one round trip. A locked
@@ -135,10 +136,6 @@ func (s *Store) reserveOnce(ctx context.Context, user string, factor storage.Fac
 		return s.reserveMySQL(ctx, user, factor, now, lp)
 	}
 	o, err := s.reserves.do(ctx, reserveIn{user: user, factor: factor, now: now, lp: lp})
-	if err == nil && !o.r.known && !o.r.reserved && micros(o.cur.LockedUntil) > now {
-		// SQLite's batch read the lockout in the same transaction.
-		o.r = reservation{a: o.cur, known: true}
-	}
 	return o.r, err
 }
 
@@ -242,9 +239,11 @@ func (s *Store) reserveMySQL(ctx context.Context, user string, factor storage.Fa
 //   - PostgreSQL: one statement (batched, see batch.go): the upsert of
 //     ReserveAttempt in a CTE, left-joined with the enrollment, and for
 //     a locked factor the stored state. One round trip.
-//   - MySQL and SQLite: the upsert of ReserveAttempt, then one SELECT of
-//     the state and the enrollment together (a LEFT JOIN of both from a
-//     one-row table). Two round trips, locked or not.
+//   - MySQL: the upsert of ReserveAttempt, then one SELECT of the state
+//     and the enrollment together (a LEFT JOIN of both from a one-row
+//     table). Two round trips, locked or not.
+//   - SQLite: the same two statements for each call of a batch, in one
+//     write transaction (litebatch.go).
 func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.Factor, now time.Time, p storage.LockPolicy) (storage.Enrollment, storage.Attempts, error) {
 	lp := newLockParams(p)
 	for range maxRaces {

@@ -50,8 +50,9 @@ func (s *Store) prepareAll(ctx context.Context, queries ...string) {
 
 // reserveFactorsSQLite is ReserveFactor (and ReserveAttempt) for a batch
 // on SQLite: reserveRead for each call in one transaction. A locked
-// factor's state is read in the same transaction, so it is never left
-// unknown for a later read.
+// factor's state is read in the same transaction, which holds the write
+// lock: it is the state that refused the reservation, known here rather
+// than read again later (settle).
 func (s *Store) reserveFactorsSQLite(ctx context.Context, batch []reserveIn) ([]reserveOut, error) {
 	out := make([]reserveOut, len(batch))
 	s.prepareAll(ctx, s.liteReserveQuery, s.factorQuery)
@@ -61,6 +62,9 @@ func (s *Store) reserveFactorsSQLite(ctx context.Context, batch []reserveIn) ([]
 			o, err := s.reserveRead(ctx, row, c.user, c.factor, c.now, c.lp)
 			if err != nil {
 				return err
+			}
+			if !o.r.reserved {
+				o.r = reservation{a: o.cur, known: true}
 			}
 			out[i] = o
 		}
