@@ -58,11 +58,8 @@ func (s *Service) reserveErr(ctx context.Context, a storage.Attempts, now time.T
 func (s *Service) failed(ctx context.Context, user string, f Factor, a storage.Attempts, cause error) error {
 	reason := codeOf(cause)
 	s.emit(ctx, EventFailure, user, f, reason)
-	if sy, ok := s.store.(storage.Syncer); ok {
-		// No failure is answered before its count is durable.
-		if err := sy.Sync(ctx); err != nil {
-			return s.internal(ctx, "sync attempts", err)
-		}
+	if err := s.durable(ctx); err != nil {
+		return err
 	}
 	now := s.cfg.Now()
 	if a.Failures < s.cfg.MaxFailures || !now.Before(a.LockedUntil) {
@@ -70,6 +67,19 @@ func (s *Service) failed(ctx context.Context, user string, f Factor, a storage.A
 	}
 	s.emit(ctx, EventLockout, user, f, reason)
 	return newLockedError(a.LockedUntil, now)
+}
+
+// durable makes the reservations made so far durable before a check that
+// did not succeed is answered, where the Store lets them return before
+// they are (storage.Syncer); a failed Sync is an internal error, so no
+// failure is answered whose count could still be lost.
+func (s *Service) durable(ctx context.Context) error {
+	if sy, ok := s.store.(storage.Syncer); ok {
+		if err := sy.Sync(ctx); err != nil {
+			return s.internal(ctx, "sync attempts", err)
+		}
+	}
+	return nil
 }
 
 // succeeded ends the count of (user, f) after a right code (S8: a success

@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -87,10 +88,11 @@ func (s *Service) VerifyAuthenticator(ctx context.Context, user, code string) er
 		// A concurrent request confirmed it with this very code.
 		return s.failed(ctx, user, Authenticator, a, ErrCodeReused)
 	case errors.Is(err, storage.ErrNotFound):
-		// Reset or replaced by a new QR code meanwhile.
-		return ErrNotEnrolled
+		// Reset or replaced by a new QR code meanwhile: nothing was
+		// written after the reservation, which must be durable first.
+		return cmp.Or(s.durable(ctx), ErrNotEnrolled)
 	case errors.Is(err, storage.ErrExpired):
-		return ErrEnrollmentExpired
+		return cmp.Or(s.durable(ctx), ErrEnrollmentExpired)
 	case err != nil:
 		return s.internal(ctx, "confirm authenticator", err)
 	}
