@@ -142,35 +142,29 @@ func isNoScript(err error) bool {
 // runString runs sc with a's keys and arguments and returns its string
 // reply.
 func (s *Store) runString(ctx context.Context, sc *hotScript, a *args) (string, error) {
-	cmd := redis.NewStringCmd(ctx, a.command(sc, false)...)
-	cmd.SetFirstKeyPos(3)
-	err := s.rdb.Process(ctx, cmd)
-	if isNoScript(err) {
-		cmd = redis.NewStringCmd(ctx, a.command(sc, true)...)
-		cmd.SetFirstKeyPos(3)
-		err = s.rdb.Process(ctx, cmd)
-	}
-	if err != nil {
-		return "", err
-	}
-	return cmd.Val(), nil
+	cmd, err := runScript(ctx, s, sc, a, redis.NewStringCmd)
+	return cmd.Val(), err
 }
 
 // runInt runs sc with a's keys and arguments and returns its integer
 // reply.
 func (s *Store) runInt(ctx context.Context, sc *hotScript, a *args) (int64, error) {
-	cmd := redis.NewIntCmd(ctx, a.command(sc, false)...)
+	cmd, err := runScript(ctx, s, sc, a, redis.NewIntCmd)
+	return cmd.Val(), err
+}
+
+// runScript sends sc as EVALSHA in a command made by newCmd, and once
+// more as EVAL if the server lacks the script.
+func runScript[C redis.Cmder](ctx context.Context, s *Store, sc *hotScript, a *args, newCmd func(context.Context, ...any) C) (C, error) {
+	cmd := newCmd(ctx, a.command(sc, false)...)
 	cmd.SetFirstKeyPos(3)
 	err := s.rdb.Process(ctx, cmd)
 	if isNoScript(err) {
-		cmd = redis.NewIntCmd(ctx, a.command(sc, true)...)
+		cmd = newCmd(ctx, a.command(sc, true)...)
 		cmd.SetFirstKeyPos(3)
 		err = s.rdb.Process(ctx, cmd)
 	}
-	if err != nil {
-		return 0, err
-	}
-	return cmd.Val(), nil
+	return cmd, err
 }
 
 // Request ids (see scripts.go) are a random prefix drawn once per process
