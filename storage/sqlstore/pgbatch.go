@@ -223,8 +223,7 @@ const syncSlots = 4
 // committed before it began.
 func (s *Store) writeSync(ctx context.Context, batch []struct{}) ([]struct{}, error) {
 	slot := int64(s.syncSlot.Add(1) % syncSlots)
-	if _, err := s.exec(ctx, "sync", "INSERT INTO "+s.syncs+" AS t (slot, n) VALUES (?, 1)"+
-		" ON CONFLICT (slot) DO UPDATE SET n = t.n + 1", slot); err != nil {
+	if _, err := s.exec(ctx, "sync", s.syncQuery, slot); err != nil {
 		return nil, err
 	}
 	return make([]struct{}, len(batch)), nil

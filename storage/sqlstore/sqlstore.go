@@ -68,9 +68,10 @@ type Store struct {
 	steps                     *batcher[stepIn, bool]
 	reserves                  *batcher[reserveIn, reserveOut]
 	acceptQuery, reserveQuery string
-	// syncBatch batches Sync's statement on PostgreSQL; syncSlot picks
-	// the row each batch writes.
+	// syncBatch batches Sync's statement, syncQuery, on PostgreSQL;
+	// syncSlot picks the row each batch writes.
 	syncBatch *batcher[struct{}, struct{}]
+	syncQuery string
 	syncSlot  atomic.Uint32
 	// The statements of the SQLite batches (litebatch.go); factorQuery
 	// serves MySQL too.
@@ -123,6 +124,7 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 		s.acceptQuery, s.reserveQuery = acceptSQL(s.enrollments, s.attempts), reserveSQL(s.enrollments, s.attempts)
 		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptSteps, flushers: 2}
 		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, fit: sameLock, run: s.reserveFactors, flushers: 2}
+		s.syncQuery = "INSERT INTO " + s.syncs + " AS t (slot, n) VALUES (?, 1) ON CONFLICT (slot) DO UPDATE SET n = t.n + 1"
 		s.syncBatch = &batcher[struct{}, struct{}]{run: s.writeSync, flushers: 2}
 	case SQLite:
 		s.liteReserveQuery = liteReserveSQL(s.attempts)
