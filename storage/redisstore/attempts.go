@@ -67,23 +67,35 @@ func (s *Store) reserve(ctx context.Context, user string, factor storage.Factor,
 	a.int(int64(p.Base))
 	a.int(int64(p.Max))
 	a.int(int64((idle + time.Millisecond - 1) / time.Millisecond))
-	res, err := s.runString(ctx, reserveScript, &a)
+	raw, err := s.runRaw(ctx, reserveScript, &a)
 	if err != nil {
 		return storage.Enrollment{}, storage.Attempts{}, wrap(op, err)
 	}
-	r := reply{s: res}
+	// The answer is the state, or (see reserveScript) an array of the
+	// state and the enrollment's fields.
+	whole, fields := raw.s, raw.isArray()
+	if fields && raw.array() != 2 {
+		raw.fail()
+	}
+	head, _ := raw.str()
+	r := reply{s: head}
 	st := r.word()
 	at := storage.Attempts{Failures: int(r.num()), LockedUntil: fromMicros(r.num()), LastAt: fromMicros(r.num())}
-	if r.bad {
-		return storage.Enrollment{}, storage.Attempts{}, wrap(op, fmt.Errorf("unexpected script reply %q", res))
+	var vals [len(enrollmentFields)]string
+	if fields && raw.array() == len(vals) {
+		for i := range vals {
+			vals[i], _ = raw.str()
+		}
+	} else if fields {
+		raw.fail()
+	}
+	if raw.bad || raw.s != "" || r.bad || r.more() || fields != (enrollment && st == "OK") {
+		return storage.Enrollment{}, storage.Attempts{}, wrap(op, fmt.Errorf("unexpected script reply %q", whole))
 	}
 	if err := statusErr(op, st); err != nil || !enrollment {
 		return storage.Enrollment{}, at, err
 	}
-	e, err := decodeReservedEnrollment(user, factor, &r)
-	if r.bad {
-		return storage.Enrollment{}, at, wrap(op, fmt.Errorf("unexpected script reply %q", res))
-	}
+	e, err := decodeEnrollment(user, factor, vals[:])
 	return e, at, err
 }
 

@@ -139,13 +139,6 @@ func isNoScript(err error) bool {
 	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
 }
 
-// runString runs sc with a's keys and arguments and returns its string
-// reply.
-func (s *Store) runString(ctx context.Context, sc *hotScript, a *args) (string, error) {
-	cmd, err := runScript(ctx, s, sc, a, redis.NewStringCmd)
-	return cmd.Val(), err
-}
-
 // runInt runs sc with a's keys and arguments and returns its integer
 // reply.
 func (s *Store) runInt(ctx context.Context, sc *hotScript, a *args) (int64, error) {
@@ -158,13 +151,23 @@ func (s *Store) runInt(ctx context.Context, sc *hotScript, a *args) (int64, erro
 func runScript[C redis.Cmder](ctx context.Context, s *Store, sc *hotScript, a *args, newCmd func(context.Context, ...any) C) (C, error) {
 	cmd := newCmd(ctx, a.command(sc, false)...)
 	cmd.SetFirstKeyPos(3)
-	err := s.rdb.Process(ctx, cmd)
+	err := s.process(ctx, cmd)
 	if isNoScript(err) {
 		cmd = newCmd(ctx, a.command(sc, true)...)
 		cmd.SetFirstKeyPos(3)
-		err = s.rdb.Process(ctx, cmd)
+		err = s.process(ctx, cmd)
 	}
 	return cmd, err
+}
+
+// process sends cmd on the hot path (s.hot). The autopipeliner does not
+// watch the context of a command it has queued, so a context that is
+// already done stops the command here, before anything is sent.
+func (s *Store) process(ctx context.Context, cmd redis.Cmder) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.hot.Process(ctx, cmd)
 }
 
 // Request ids (see scripts.go) are a random prefix drawn once per process
@@ -203,8 +206,7 @@ func writeB64(b *strings.Builder, s string) {
 	}
 }
 
-// reply reads a hot script's string reply: words separated by spaces,
-// then fields, each " <length>:<bytes>", or " -" for a missing one.
+// reply reads a hot script's string reply: words separated by spaces.
 type reply struct {
 	s   string
 	bad bool
@@ -232,39 +234,6 @@ func (r *reply) num() int64 {
 
 // more reports whether fields remain.
 func (r *reply) more() bool { return r.s != "" }
-
-// field returns the next field, and false if it is missing.
-func (r *reply) field() (string, bool) {
-	if strings.HasPrefix(r.s, " -") {
-		r.s = r.s[2:]
-		return "", false
-	}
-	if r.s == "" || r.s[0] != ' ' {
-		r.bad = true
-		return "", false
-	}
-	lenStr, rest, ok := strings.Cut(r.s[1:], ":")
-	n, err := strconv.Atoi(lenStr)
-	if !ok || err != nil || n < 0 || n > len(rest) {
-		r.bad, r.s = true, ""
-		return "", false
-	}
-	r.s = rest[n:]
-	return rest[:n], true
-}
-
-// fieldNum returns the next field as a number (0 if missing).
-func (r *reply) fieldNum() int64 {
-	v, ok := r.field()
-	if !ok {
-		return 0
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		r.bad = true
-	}
-	return n
-}
 
 // parseNum reads a decimal number, 0 if v is none.
 func parseNum(v string) int64 {

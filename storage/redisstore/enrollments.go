@@ -52,9 +52,9 @@ func (s *Store) readEnrollments(ctx context.Context, user string, fs []storage.F
 	}
 	var err error
 	if len(fs) == 1 {
-		err = s.rdb.Process(ctx, cmds[0])
-	} else {
-		pipe := s.rdb.Pipeline()
+		err = s.process(ctx, cmds[0])
+	} else if err = ctx.Err(); err == nil {
+		pipe := s.hot.Pipeline()
 		for _, c := range cmds[:len(fs)] {
 			_ = pipe.Process(ctx, c)
 		}
@@ -86,26 +86,6 @@ func decodeEnrollment(user string, f storage.Factor, vals []string) (storage.Enr
 		VerifiedAt: fromMicros(parseNum(vals[6])), ExpiresAt: fromMicros(parseNum(vals[7]))}
 	if vals[2] != "" {
 		e.Secret = []byte(vals[2])
-	}
-	return e, nil
-}
-
-// decodeReservedEnrollment reads the fields id, v, s, k, l, c, va, x of
-// an enrollment from r, as reserveScript answers them; ErrNotFound when
-// there is no enrollment (no id).
-func decodeReservedEnrollment(user string, f storage.Factor, r *reply) (storage.Enrollment, error) {
-	id, ok := r.field()
-	verified, _ := r.field()
-	sec, _ := r.field()
-	keyID, _ := r.field()
-	last, created, verifiedAt, expires := r.fieldNum(), r.fieldNum(), r.fieldNum(), r.fieldNum()
-	if !ok {
-		return storage.Enrollment{}, storage.ErrNotFound
-	}
-	e := storage.Enrollment{User: user, Factor: f, ID: id, Verified: verified == "1", KeyID: keyID, LastStep: last,
-		CreatedAt: fromMicros(created), VerifiedAt: fromMicros(verifiedAt), ExpiresAt: fromMicros(expires)}
-	if sec != "" {
-		e.Secret = []byte(sec)
 	}
 	return e, nil
 }

@@ -48,11 +48,29 @@ type Options struct {
 	// Now is the wall clock used to turn expiry times into TTLs.
 	// Default time.Now.
 	Now func() time.Time
+	// NoAutoPipeline sends every command on its own. By default, when
+	// the client is a *redis.Client or *redis.ClusterClient, the hot
+	// path's commands (Enrollments, ReserveFactor, ReserveAttempt,
+	// AcceptStep) go through the client's autopipeliner (go-redis's
+	// AutoPipeliner, full duplex), which writes the commands of
+	// concurrent requests to Redis together: Redis, which runs on one
+	// core, then reads and answers many with one system call each way
+	// instead of one per command (docs/SCALING.md has the figures). A
+	// lone command still goes at once. A command the autopipeliner has
+	// queued is bounded by the client's ReadTimeout and WriteTimeout,
+	// not by its context; and if a connection breaks, the batch is sent
+	// again as a whole, which these scripts answer as they answered the
+	// first time (see scripts.go). The rest of the store's commands use
+	// the client as it is.
+	NoAutoPipeline bool
 }
 
 // Store is a storage.Store on Redis. It is safe for concurrent use.
 type Store struct {
-	rdb    redis.UniversalClient
+	rdb redis.UniversalClient
+	// hot carries the hot path's commands: rdb's autopipeliner, or rdb
+	// (see Options.NoAutoPipeline).
+	hot    redis.UniversalClient
 	prefix string
 	grace  time.Duration
 	now    func() time.Time
@@ -80,7 +98,30 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{rdb: rdb, prefix: opts.KeyPrefix, grace: opts.Grace, now: opts.Now}, nil
+	s := &Store{rdb: rdb, hot: rdb, prefix: opts.KeyPrefix, grace: opts.Grace, now: opts.Now}
+	if !opts.NoAutoPipeline {
+		hot, err := autoPipeliner(rdb)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: autopipeliner: %w", err)
+		}
+		s.hot = hot
+	}
+	return s, nil
+}
+
+// autoPipeliner returns the client's full-duplex autopipeliner, or rdb if
+// it is of a kind that has none. The autopipeliner belongs to the client:
+// closing the client stops it.
+func autoPipeliner(rdb redis.UniversalClient) (redis.UniversalClient, error) {
+	o := redis.DefaultBlockingAutoPipelineOptions()
+	o.FullDuplex = true
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.AutoPipelineWithOptions(o)
+	case *redis.ClusterClient:
+		return c.AutoPipelineWithOptions(o)
+	}
+	return rdb, nil
 }
 
 var b64 = base64.RawURLEncoding

@@ -37,13 +37,15 @@ func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	}
 }
 
-// hotStore returns a store whose client counts its round trips, with
-// an enrolled, verified user "u" (authenticator and email).
-func hotStore(t testing.TB, open func(testing.TB) redis.UniversalClient) (*redisstore.Store, *counter) {
+// hotStore returns a store (with opts, but for the key prefix) whose
+// client counts its round trips, with an enrolled, verified user "u"
+// (authenticator and email).
+func hotStore(t testing.TB, open func(testing.TB) redis.UniversalClient, opts redisstore.Options) (*redisstore.Store, *counter) {
 	t.Helper()
 	rdb := open(t)
 	prefix := testdb.Unique("mfakit-test:")
-	s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: prefix})
+	opts.KeyPrefix = prefix
+	s, err := redisstore.New(rdb, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,19 @@ func hotStore(t testing.TB, open func(testing.TB) redis.UniversalClient) (*redis
 		}
 	}
 	c := &counter{}
-	rdb.AddHook(c)
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// Every command reaches Redis through a node's client, the
+		// autopipeliner's too: count there, once.
+		err := cc.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+			n.AddHook(c)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		rdb.AddHook(c)
+	}
 	return s, c
 }
 
@@ -109,30 +123,38 @@ func hotOps(s *redisstore.Store) []struct {
 }
 
 // Each operation of the hot paths is one round trip, carrying one command
-// (two for Enrollments).
+// (two for Enrollments), with the autopipeliner and without.
 func TestHotPathRoundTrips(t *testing.T) {
 	onEachRedis(t, func(t *testing.T, open func(testing.TB) redis.UniversalClient) {
-		s, c := hotStore(t, open)
-		ctx := context.Background()
-		for _, o := range hotOps(s) {
-			// The first call may load a script (NOSCRIPT, then EVAL).
-			if err := o.op(ctx, 0); err != nil {
-				t.Fatalf("%s: %v", o.name, err)
-			}
-			c.trips.Store(0)
-			c.cmds.Store(0)
-			const n = 10
-			for i := 1; i <= n; i++ {
-				if err := o.op(ctx, i); err != nil {
-					t.Fatalf("%s: %v", o.name, err)
-				}
-			}
-			if trips, cmds := c.trips.Load(), c.cmds.Load(); trips != n || cmds != n*o.cmds {
-				t.Errorf("%s: %.1f round trips and %.1f commands per call, want 1 and %d",
-					o.name, float64(trips)/n, float64(cmds)/n, o.cmds)
-			}
+		for _, opts := range []redisstore.Options{{}, {NoAutoPipeline: true}} {
+			t.Run(fmt.Sprintf("NoAutoPipeline=%v", opts.NoAutoPipeline), func(t *testing.T) {
+				testHotPathRoundTrips(t, open, opts)
+			})
 		}
 	})
+}
+
+func testHotPathRoundTrips(t *testing.T, open func(testing.TB) redis.UniversalClient, opts redisstore.Options) {
+	s, c := hotStore(t, open, opts)
+	ctx := context.Background()
+	for _, o := range hotOps(s) {
+		// The first call may load a script (NOSCRIPT, then EVAL).
+		if err := o.op(ctx, 0); err != nil {
+			t.Fatalf("%s: %v", o.name, err)
+		}
+		c.trips.Store(0)
+		c.cmds.Store(0)
+		const n = 10
+		for i := 1; i <= n; i++ {
+			if err := o.op(ctx, i); err != nil {
+				t.Fatalf("%s: %v", o.name, err)
+			}
+		}
+		if trips, cmds := c.trips.Load(), c.cmds.Load(); trips != n || cmds != n*o.cmds {
+			t.Errorf("%s: %.1f round trips and %.1f commands per call, want 1 and %d",
+				o.name, float64(trips)/n, float64(cmds)/n, o.cmds)
+		}
+	}
 }
 
 // BenchmarkHotPath reports round trips, commands and allocations per
@@ -140,7 +162,7 @@ func TestHotPathRoundTrips(t *testing.T) {
 func BenchmarkHotPath(b *testing.B) {
 	for _, r := range redises {
 		b.Run(r.name, func(b *testing.B) {
-			s, c := hotStore(b, r.open)
+			s, c := hotStore(b, r.open, redisstore.Options{})
 			ctx := context.Background()
 			for _, o := range hotOps(s) {
 				b.Run(o.name, func(b *testing.B) {
