@@ -20,7 +20,8 @@
 // The operations of the kit's hot paths are one round trip each:
 // Enrollments one HMGET per factor in one pipeline, ReserveFactor,
 // ReserveAttempt and AcceptStep one EVALSHA (call.go says how their
-// arguments and replies avoid allocations). The key layout is the one
+// arguments and replies avoid allocations). They go through the client's
+// autopipeliner unless Options.NoAutoPipeline is set. The key layout is the one
 // earlier versions wrote, so an upgrade needs no migration, and old and
 // new instances may share a Redis while it rolls out.
 package redisstore
