@@ -18,12 +18,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mfakit/mfakit/httpx"
 	"github.com/mfakit/mfakit/mailer"
 	"github.com/mfakit/mfakit/mailer/smtpmail"
 	"github.com/mfakit/mfakit/mfa"
 	"github.com/mfakit/mfakit/storage"
 	"github.com/mfakit/mfakit/storage/memstore"
+	"github.com/mfakit/mfakit/storage/redisstore"
 	"github.com/mfakit/mfakit/storage/sqlstore"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -128,12 +131,40 @@ func (a *app) openMailer(o options, out io.Writer) (mailer.Mailer, error) {
 }
 
 // openStore picks the storage named by -db: empty = memory (with a random
-// key), postgres://... = PostgreSQL, anything else = a SQLite file. Durable
-// stores need a durable key: it is read from keyFile, or created there.
+// key), postgres://... = PostgreSQL, redis://... = Redis, anything else =
+// a SQLite file. Durable stores need a durable key: it is read from
+// keyFile, or created there.
 func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store, *mfa.Keyring, error) {
 	if db == "" {
 		a.storageName = "memory"
 		return memstore.New(), mfa.NewRandomKeyring(), nil
+	}
+	sqliteFile := !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://") &&
+		!strings.HasPrefix(db, "redis://") && !strings.HasPrefix(db, "rediss://")
+	switch {
+	case keyFile != "":
+	case sqliteFile:
+		keyFile = db + ".key"
+	default:
+		keyFile = "mfakit-demo.key"
+	}
+	if strings.HasPrefix(db, "redis://") || strings.HasPrefix(db, "rediss://") {
+		a.storageName = "redis"
+		opt, err := redis.ParseURL(db)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-db: %w", err)
+		}
+		rdb := redis.NewClient(opt)
+		a.closers = append(a.closers, rdb)
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return nil, nil, fmt.Errorf("-db redis: %w", err)
+		}
+		store, err := redisstore.New(rdb, redisstore.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		keys, err := loadOrCreateKey(keyFile)
+		return store, keys, err
 	}
 	var sqlDB *sql.DB
 	var dialect sqlstore.Dialect
@@ -145,9 +176,6 @@ func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store,
 		if err == nil {
 			setPostgresPool(sqlDB)
 		}
-		if keyFile == "" {
-			keyFile = "mfakit-demo.key"
-		}
 	default:
 		a.storageName, dialect = "sqlite:"+db, sqlstore.SQLite
 		// The settings the store needs, and a pool of a few connections,
@@ -155,9 +183,6 @@ func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store,
 		// would only wait in its busy handler instead of database/sql's
 		// queue (see sqlstore.SQLiteMaxConns).
 		sqlDB, err = sqlstore.OpenSQLite(db)
-		if keyFile == "" {
-			keyFile = db + ".key"
-		}
 	}
 	if err != nil {
 		return nil, nil, err

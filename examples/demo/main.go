@@ -56,7 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&o.users, "users", defaultUsers, "demo users name:password:ROLE[|ROLE],...")
 	fs.StringVar(&o.clients, "clients", defaultClients, "demo OAuth clients id:secret,...")
-	fs.StringVar(&o.db, "db", "mfakit-demo.db", "storage: empty = in memory; postgres://... = PostgreSQL; else a SQLite file")
+	fs.StringVar(&o.db, "db", "mfakit-demo.db", "storage: empty = in memory; postgres://... = PostgreSQL; redis://... = Redis; else a SQLite file")
 	fs.StringVar(&o.keyFile, "key-file", "", "file holding the hex AES-256 key that seals secrets (created if missing; default: the SQLite path + .key, or mfakit-demo.key)")
 	fs.StringVar(&o.smtp, "smtp", "", "SMTP server host:port; empty = print every email to stdout")
 	fs.StringVar(&o.mailFrom, "mail-from", "mfakit demo <mfa@localhost>", "sender of the emails")

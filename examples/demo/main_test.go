@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mfakit/mfakit/internal/testdb"
 	"github.com/mfakit/mfakit/mfa"
@@ -349,6 +352,46 @@ func TestDemoInMemoryAndPostgres(t *testing.T) {
 	tok := pg.login("alice@example.com", "alice-password")
 	if status, body := pg.call("GET", "/oauth/users/mfaDetails", tok, ""); status != 200 {
 		t.Fatalf("details on postgres: %d %s", status, body)
+	}
+}
+
+// The demo on Redis (-db redis://...): enrollment, a wrong code at sign-in,
+// then the right one, through the store's autopipelined hot path. It uses
+// database 15 and deletes its keys there.
+func TestDemoRedis(t *testing.T) {
+	rdb := testdb.Redis(t) // skips without MFAKIT_REDIS_ADDR
+	addr := rdb.(*redis.Client).Options().Addr
+	db15 := redis.NewClient(&redis.Options{Addr: addr, DB: 15})
+	t.Cleanup(func() { db15.Close() })
+	for _, k := range testdb.RedisKeys(t, db15, "mfakit:*") { // left by a run that was killed
+		db15.Del(context.Background(), k)
+	}
+	testdb.DeleteRedisKeys(t, db15, "mfakit:") // at the end
+	d := startDemo(t, "-db", "redis://"+addr+"/15", "-key-file", filepath.Join(t.TempDir(), "k"))
+	if d.app.storageName != "redis" {
+		t.Fatalf("storage = %s", d.app.storageName)
+	}
+	alice := d.login("alice@example.com", "alice-password")
+	status, body := d.call("PUT", "/users/mfa/associateQRCode?mfatype=AUTHENTICATOR", alice, "", "Accept", "application/json")
+	if status != 200 {
+		t.Fatalf("QR: %d %s", status, body)
+	}
+	var qr struct{ OTPAuthURL string }
+	json.Unmarshal(body, &qr)
+	if status, body = d.call("PUT", "/users/mfa/verifyQRCodeEnroll", alice, fmt.Sprintf(`{"mfatype":"AUTHENTICATOR","totp":%q}`, codeAt(t, qr.OTPAuthURL, 0))); status != 200 {
+		t.Fatalf("verify: %d %s", status, body)
+	}
+	token := d.challenge("alice@example.com", "alice-password")["token"].(string)
+	if wrong := "000000"; codeAt(t, qr.OTPAuthURL, 1) != wrong {
+		if status, out := d.complete(token, wrong); status != 400 || out["code"] != "invalid_code" {
+			t.Fatalf("wrong code: %d %v", status, out)
+		}
+	}
+	if status, out := d.complete(token, codeAt(t, qr.OTPAuthURL, 1)); status != 200 || out["access_token"] == nil {
+		t.Fatalf("sign-in: %d %v", status, out)
+	}
+	if keys := testdb.RedisKeys(t, db15, "mfakit:*"); len(keys) == 0 {
+		t.Fatal("the demo wrote no key to database 15")
 	}
 }
 
