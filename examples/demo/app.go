@@ -139,17 +139,21 @@ func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store,
 		a.storageName = "memory"
 		return memstore.New(), mfa.NewRandomKeyring(), nil
 	}
-	sqliteFile := !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://") &&
-		!strings.HasPrefix(db, "redis://") && !strings.HasPrefix(db, "rediss://")
 	switch {
-	case keyFile != "":
-	case sqliteFile:
-		keyFile = db + ".key"
-	default:
-		keyFile = "mfakit-demo.key"
-	}
-	if strings.HasPrefix(db, "redis://") || strings.HasPrefix(db, "rediss://") {
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		a.storageName = "postgres"
+	case strings.HasPrefix(db, "redis://"), strings.HasPrefix(db, "rediss://"):
 		a.storageName = "redis"
+	default:
+		a.storageName = "sqlite:" + db
+	}
+	if keyFile == "" {
+		keyFile = "mfakit-demo.key"
+		if strings.HasPrefix(a.storageName, "sqlite:") {
+			keyFile = db + ".key"
+		}
+	}
+	if a.storageName == "redis" {
 		opt, err := redis.ParseURL(db)
 		if err != nil {
 			return nil, nil, fmt.Errorf("-db: %w", err)
@@ -169,15 +173,14 @@ func (a *app) openStore(ctx context.Context, db, keyFile string) (storage.Store,
 	var sqlDB *sql.DB
 	var dialect sqlstore.Dialect
 	var err error
-	switch {
-	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
-		a.storageName, dialect = "postgres", sqlstore.Postgres
+	if a.storageName == "postgres" {
+		dialect = sqlstore.Postgres
 		sqlDB, err = sql.Open("pgx", db)
 		if err == nil {
 			setPostgresPool(sqlDB)
 		}
-	default:
-		a.storageName, dialect = "sqlite:"+db, sqlstore.SQLite
+	} else {
+		dialect = sqlstore.SQLite
 		// The settings the store needs, and a pool of a few connections,
 		// all kept: SQLite has one writer at a time, and more connections
 		// would only wait in its busy handler instead of database/sql's

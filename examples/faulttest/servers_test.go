@@ -178,10 +178,15 @@ func (s *pgServer) dsn(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
 }
 
-// admin runs fn on a fresh connection to the postgres database (no pool:
-// the server may have restarted since the last call).
+// admin runs fn on a fresh connection to the postgres database.
 func (s *pgServer) admin(ctx context.Context, fn func(*sql.Conn) error) error {
-	db, err := sql.Open("pgx", s.dsn("postgres"))
+	return onFreshConn(ctx, "pgx", s.dsn("postgres"), fn)
+}
+
+// onFreshConn runs fn on a connection of its own to dsn, closed after (no
+// pool: the server may have restarted since the last call).
+func onFreshConn(ctx context.Context, driver, dsn string, fn func(*sql.Conn) error) error {
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return err
 	}
@@ -296,17 +301,7 @@ func (s *mysqlServer) admin(ctx context.Context, fn func(*sql.Conn) error) error
 		return err
 	}
 	cfg.Timeout = 2 * time.Second
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return fn(conn)
+	return onFreshConn(ctx, "mysql", cfg.FormatDSN(), fn)
 }
 
 func (s *mysqlServer) start() error {

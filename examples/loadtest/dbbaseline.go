@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/mfakit/mfakit/storage/sqlstore"
 )
 
 // dbBaseline is the database baseline: a bare net/http handler with the
@@ -201,12 +199,12 @@ func randomSecret() []byte {
 // migration creates (a sqlstore.Store with a prefix of their own), so
 // they have the kit's columns, keys, indexes and fill factor. Every
 // statement is prepared once, as the kit prepares its own, and runs in
-// autocommit: each write is one durable transaction.
+// autocommit: each write is one durable transaction. Placeholders are
+// $1, $2, …: PostgreSQL's, and SQLite numbers them in that order too.
 type sqlBaseline struct {
 	db                                          *sql.DB
 	statusStmt, acceptStmt, failStmt, beginStmt *sql.Stmt
 	insert                                      string // the populate statement's start
-	dialect                                     sqlstore.Dialect
 	closeAll                                    func()
 }
 
@@ -230,49 +228,27 @@ func openSQLBaseline(ctx context.Context, backend, prefix string) (*sqlBaseline,
 		closeAll()
 		return nil, fmt.Errorf("sqlstore's tables are %v; want %s and %s among them", tables, enrollments, attempts)
 	}
-	dialect := sqlstore.SQLite
-	if backend == "postgres" {
-		dialect = sqlstore.Postgres
-	}
-	b := &sqlBaseline{db: db, dialect: dialect, closeAll: closeAll,
+	b := &sqlBaseline{db: db, closeAll: closeAll,
 		insert: "INSERT INTO " + enrollments + " (username, factor, id, verified, secret, key_id, last_step, created_at, verified_at, expires_at) VALUES "}
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
 	}{
 		{&b.statusStmt, "SELECT username, factor, id, verified, secret, key_id, last_step, created_at, verified_at, expires_at FROM " +
-			enrollments + " WHERE username = ? ORDER BY factor"},
-		{&b.acceptStmt, "UPDATE " + enrollments + " SET last_step = ? WHERE username = ? AND factor = '" + factor + "' AND last_step < ?"},
-		{&b.failStmt, "INSERT INTO " + attempts + " (username, factor, failures, locked_until, last_at) VALUES (?, '" + factor + "', 1, 0, ?)" +
+			enrollments + " WHERE username = $1 ORDER BY factor"},
+		{&b.acceptStmt, "UPDATE " + enrollments + " SET last_step = $1 WHERE username = $2 AND factor = '" + factor + "' AND last_step < $3"},
+		{&b.failStmt, "INSERT INTO " + attempts + " (username, factor, failures, locked_until, last_at) VALUES ($1, '" + factor + "', 1, 0, $2)" +
 			" ON CONFLICT (username, factor) DO UPDATE SET failures = " + attempts + ".failures + 1, last_at = excluded.last_at"},
-		{&b.beginStmt, b.insert + "(?, '" + factor + "', ?, FALSE, ?, 'k1', 0, ?, 0, ?)" +
+		{&b.beginStmt, b.insert + "($1, '" + factor + "', $2, FALSE, $3, 'k1', 0, $4, 0, $5)" +
 			" ON CONFLICT (username, factor) DO UPDATE SET id = excluded.id, secret = excluded.secret, key_id = excluded.key_id," +
 			" last_step = 0, created_at = excluded.created_at, verified_at = 0, expires_at = excluded.expires_at WHERE " + enrollments + ".verified = FALSE"},
 	} {
-		if *p.stmt, err = db.PrepareContext(ctx, b.rebind(p.query)); err != nil {
+		if *p.stmt, err = db.PrepareContext(ctx, p.query); err != nil {
 			b.close()
 			return nil, err
 		}
 	}
 	return b, nil
-}
-
-// rebind rewrites the ? placeholders of q as $1, $2, … for PostgreSQL.
-func (b *sqlBaseline) rebind(q string) string {
-	if b.dialect != sqlstore.Postgres {
-		return q
-	}
-	var out strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			out.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		out.WriteRune(r)
-	}
-	return out.String()
 }
 
 func (b *sqlBaseline) populate(ctx context.Context, users []string) error {
@@ -286,12 +262,18 @@ func (b *sqlBaseline) populate(ctx context.Context, users []string) error {
 	for len(users) > 0 {
 		part := users[:min(batch, len(users))]
 		users = users[len(part):]
-		q := b.insert + strings.Repeat("(?, '"+factor+"', ?, TRUE, ?, 'k1', 0, ?, ?, 0),", len(part))
+		var q strings.Builder
+		q.WriteString(b.insert)
 		args := make([]any, 0, 5*len(part))
-		for _, u := range part {
+		for i, u := range part {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			n := 5 * i
+			fmt.Fprintf(&q, "($%d, '%s', $%d, TRUE, $%d, 'k1', 0, $%d, $%d, 0)", n+1, factor, n+2, n+3, n+4, n+5)
 			args = append(args, u, rand.Text(), randomSecret(), now, now)
 		}
-		if _, err := tx.ExecContext(ctx, b.rebind(strings.TrimSuffix(q, ",")), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return err
 		}
 	}

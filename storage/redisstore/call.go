@@ -17,7 +17,8 @@ import (
 // runs its scripts through hotScript: one EVALSHA whose arguments are
 // written into one string and passed as pointers into one array (a
 // number or string boxed in an interface would cost an allocation each),
-// answered by one string or integer parsed in place (see reply). Each
+// answered by one string or integer parsed in place (see reply), or by
+// RESP text read in place where the answer is an array (see resp). Each
 // call allocates the argument string, the argument array, the command
 // and its reply, nothing per argument or per field. Nothing a command
 // refers to is reused after the call, so a client that sends it later
@@ -162,12 +163,23 @@ func runScript[C redis.Cmder](ctx context.Context, s *Store, sc *hotScript, a *a
 
 // process sends cmd on the hot path (s.hot). The autopipeliner does not
 // watch the context of a command it has queued, so a context that is
-// already done stops the command here, before anything is sent.
+// already done stops the command here, before anything is sent. A
+// redis.RawCmd keeps an error reply in its text; process returns it as
+// the error, as go-redis does for the other commands.
 func (s *Store) process(ctx context.Context, cmd redis.Cmder) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.hot.Process(ctx, cmd)
+	if err := s.hot.Process(ctx, cmd); err != nil {
+		return err
+	}
+	if raw, ok := cmd.(*redis.RawCmd); ok {
+		if v := raw.Val(); len(v) > 0 && (v[0] == '-' || v[0] == '!') {
+			r := resp{s: string(v)}
+			return r.err()
+		}
+	}
+	return nil
 }
 
 // Request ids (see scripts.go) are a random prefix drawn once per process

@@ -13,7 +13,8 @@ import (
 // each element into a value of its own, an allocation apiece, where this
 // reads them all out of one string.
 
-// replyError is an error reply of the server, read from RESP text.
+// replyError is an error reply of the server, read from RESP text (see
+// Store.process).
 type replyError string
 
 func (e replyError) Error() string { return string(e) }
@@ -25,24 +26,11 @@ func (e replyError) RedisError() {}
 // runRaw runs sc with a's keys and arguments and returns its answer as
 // RESP text, or the error the server answered.
 func (s *Store) runRaw(ctx context.Context, sc *hotScript, a *args) (resp, error) {
-	r, err := s.processRaw(ctx, a.command(sc, false))
-	if isNoScript(err) {
-		r, err = s.processRaw(ctx, a.command(sc, true))
-	}
-	return r, err
-}
-
-func (s *Store) processRaw(ctx context.Context, args []any) (resp, error) {
-	cmd := redis.NewRawCmd(ctx, args...)
-	cmd.SetFirstKeyPos(3)
-	if err := s.process(ctx, cmd); err != nil {
+	cmd, err := runScript(ctx, s, sc, a, redis.NewRawCmd)
+	if err != nil {
 		return resp{}, err
 	}
-	r := resp{s: string(cmd.Val())}
-	if err := r.err(); err != nil {
-		return resp{}, err
-	}
-	return r, nil
+	return resp{s: string(cmd.Val())}, nil
 }
 
 // resp reads a reply in RESP2 or RESP3. A reply it does not expect sets
