@@ -60,6 +60,10 @@ func (r *Recorder) Last(to string) (mailer.Message, bool) {
 
 var codePattern = regexp.MustCompile(`\b\d{6,8}\b`)
 
+// Code returns the first run of 6 to 8 digits in the text part of m:
+// the one-time code of a code email, or "" if it has none.
+func Code(m mailer.Message) string { return codePattern.FindString(m.Text) }
+
 // LastCode returns the first run of 6 to 8 digits in the text part of the
 // newest message to to, or "" when there is none.
 func (r *Recorder) LastCode(to string) string {
@@ -67,5 +71,5 @@ func (r *Recorder) LastCode(to string) string {
 	if !ok {
 		return ""
 	}
-	return codePattern.FindString(m.Text)
+	return Code(m)
 }
