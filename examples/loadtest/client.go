@@ -104,6 +104,8 @@ func startExternal() (*external, error) {
 	return &external{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<16), sent: map[string]bool{}}, nil
 }
 
+func (e *external) clientPID() int { return e.cmd.Process.Pid }
+
 func (e *external) drive(_ context.Context, j Job, l *load) (stats, error) {
 	if !e.sent[l.name] {
 		j.Requests = l.requests

@@ -182,6 +182,9 @@ type driver interface {
 	close() error
 	// mode names the driver in the report: "in-process" or "external".
 	mode() string
+	// clientPID is the client process's pid, 0 if the clients run in
+	// the tool's process.
+	clientPID() int
 }
 
 // inProcess runs jobs in the tool's own process, as the tool always did:
@@ -202,6 +205,8 @@ func (inProcess) close() error { return nil }
 
 func (inProcess) mode() string { return "in-process" }
 
+func (inProcess) clientPID() int { return 0 }
+
 // stats are the figures of one side of a scenario, merged over rounds.
 type stats struct {
 	requests, ok int64
@@ -211,6 +216,10 @@ type stats struct {
 	mallocs      uint64
 	stoppedEarly bool
 	firstFailure string
+	// cpu is the CPU the rounds used; cpuRounds counts the rounds that
+	// measured it, cpuMissed those that could not.
+	cpu                  cpuTicks
+	cpuRounds, cpuMissed int
 }
 
 func statsOf(o Outcome, mallocs uint64) stats {
@@ -228,6 +237,15 @@ func (s stats) merge(o stats) stats {
 	slices.Sort(s.latencies)
 	s.mallocs += o.mallocs
 	s.stoppedEarly = s.stoppedEarly || o.stoppedEarly
+	if o.cpuRounds > 0 {
+		if s.cpuRounds == 0 {
+			s.cpu = o.cpu
+		} else {
+			s.cpu = s.cpu.add(o.cpu)
+		}
+	}
+	s.cpuRounds += o.cpuRounds
+	s.cpuMissed += o.cpuMissed
 	if s.firstFailure == "" {
 		s.firstFailure = o.firstFailure
 	}
@@ -242,6 +260,15 @@ func (s stats) rps() float64 {
 }
 
 func (s stats) percentile(p int) float64 { return percentile(s.latencies, p) }
+
+// cpuPerRequest is what a request cost in CPU, or nil if a round could
+// not measure it.
+func (s stats) cpuPerRequest() *CPUCost {
+	if s.cpuRounds == 0 || s.cpuMissed > 0 {
+		return nil
+	}
+	return s.cpu.perRequest(s.requests)
+}
 
 func (s stats) allocsPerReq() float64 {
 	if s.requests == 0 {

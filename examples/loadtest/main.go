@@ -128,6 +128,10 @@ type Result struct {
 	// because its once-only requests ran out (verify_ok: the codes of
 	// the current step, or all codes); its rate is over the time it ran.
 	StoppedEarly bool `json:"stopped_early,omitempty"`
+	// CPU is what a request of each side ("kit", "baseline",
+	// "db_baseline") cost in CPU (see CPUCost); absent where /proc
+	// cannot be read.
+	CPU map[string]*CPUCost `json:"cpu_us_per_req,omitempty"`
 }
 
 // Report is the last line the tool prints.
@@ -147,17 +151,24 @@ type side struct {
 	load      *load
 }
 
-// run sends the side one job of d and moves its list on.
-func (s side) run(ctx context.Context, dr driver, scenario string, conns int, d time.Duration) (stats, error) {
+// run sends the side one job of d, measuring its CPU with m, and moves
+// its list on.
+func (s side) run(ctx context.Context, dr driver, m cpuMeter, scenario string, conns int, d time.Duration) (stats, error) {
 	if s.load.exhausted() {
 		return stats{stoppedEarly: true}, nil
 	}
+	before, measured := m.sample()
 	st, err := dr.drive(ctx, Job{URL: s.url, Scenario: scenario, Side: s.name, List: s.load.name, OK: s.load.ok,
 		Once: s.load.once, Start: s.load.pos, End: s.load.end(), Conns: conns, Duration: d}, s.load)
 	if err != nil {
 		return stats{}, err
 	}
 	s.load.advance(st.used)
+	if after, ok := m.sample(); measured && ok {
+		st.cpu, st.cpuRounds = after.since(before), 1
+	} else {
+		st.cpuMissed = 1
+	}
 	return st, nil
 }
 
@@ -202,7 +213,8 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	// nothing, each baseline's with the scenario's own requests.
 	warm := min(warmup, o.duration/rounds)
 	status, _ := k.scenario("status")
-	if _, err := (side{"kit", k.url, status.kit}).run(ctx, dr, "warm-up", o.conns, warm); err != nil {
+	meter := cpuMeterFor(o.backend, dr.clientPID())
+	if _, err := (side{"kit", k.url, status.kit}).run(ctx, dr, meter, "warm-up", o.conns, warm); err != nil {
 		return err
 	}
 	for _, name := range strings.Split(o.scenarios, ",") {
@@ -216,7 +228,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		}
 		for _, s := range sides {
 			if s.name != "kit" {
-				if _, err := s.run(ctx, dr, sc.name, o.conns, warm); err != nil {
+				if _, err := s.run(ctx, dr, meter, sc.name, o.conns, warm); err != nil {
 					return err
 				}
 			}
@@ -226,7 +238,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		all := make([]stats, len(sides))
 		for range rounds {
 			for i, s := range sides {
-				st, err := s.run(ctx, dr, sc.name, o.conns, o.duration/rounds)
+				st, err := s.run(ctx, dr, meter, sc.name, o.conns, o.duration/rounds)
 				if err != nil {
 					return err
 				}
@@ -253,10 +265,25 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 			r.DBBaselineRPS = round(r.DBBaselineRPS, 0)
 			dbRPS, dbRatio = fmt.Sprintf("%.0f", r.DBBaselineRPS), fmt.Sprintf("%.3f", r.DBRatio)
 		}
+		for i, s := range sides {
+			if c := all[i].cpuPerRequest(); c != nil {
+				if r.CPU == nil {
+					r.CPU = map[string]*CPUCost{}
+				}
+				r.CPU[s.name] = c
+			}
+		}
 		r.KitRPS, r.BaselineRPS = round(r.KitRPS, 0), round(r.BaselineRPS, 0)
 		report.Scenarios = append(report.Scenarios, r)
 		fmt.Fprintf(out, "%-12s %10.0f %10.0f %6.3f %10s %8s %8.3f %8.3f %10.1f %6d/%d\n", r.Name, r.KitRPS, r.BaselineRPS, r.Ratio,
 			dbRPS, dbRatio, r.P50ms, r.P99ms, r.AllocsPerReq, r.KitOK, r.KitRequests)
+		if r.CPU != nil {
+			fmt.Fprintf(out, "  CPU µs per request: kit %v; baseline %v", r.CPU["kit"], r.CPU["baseline"])
+			if db != nil {
+				fmt.Fprintf(out, "; db_baseline %v", r.CPU["db_baseline"])
+			}
+			fmt.Fprintln(out)
+		}
 		for i, s := range sides {
 			if st := all[i]; st.firstFailure != "" {
 				fmt.Fprintf(out, "  %s: %d of %d answers unexpected; first failure: %s\n", s.name,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,7 @@ func runTool(t *testing.T, backend string, users int, external bool, scenarios s
 				t.Errorf("%s: no %s in the report", r.Name, key)
 			}
 		}
+		checkCPU(t, r, backend, external)
 		_, hasDBRatio := raw.Scenarios[i]["db_ratio"]
 		if backend == "memory" {
 			if hasDBRatio || r.DBBaselineRPS != 0 {
@@ -96,6 +98,70 @@ func runTool(t *testing.T, backend string, users int, external bool, scenarios s
 		}
 	}
 	return report
+}
+
+// checkCPU checks a scenario's CPU costs: on Linux one for each side,
+// with a client part exactly in external mode and a database part never
+// for a store in the tool's process.
+func checkCPU(t *testing.T, r Result, backend string, external bool) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return
+	}
+	sides := []string{"kit", "baseline"}
+	if backend != "memory" {
+		sides = append(sides, "db_baseline")
+	}
+	if len(r.CPU) != len(sides) {
+		t.Errorf("%s: CPU costs of %d sides, want %v", r.Name, len(r.CPU), sides)
+	}
+	for _, side := range sides {
+		c := r.CPU[side]
+		switch {
+		case c == nil:
+			t.Errorf("%s: no CPU cost of %s", r.Name, side)
+		case c.Machine < 0 || c.Server < 0 || (c.Client != nil && *c.Client < 0) || (c.Database != nil && *c.Database < 0):
+			t.Errorf("%s: %s cost %v", r.Name, side, c)
+		case (c.Client != nil) != external:
+			t.Errorf("%s: %s has a client part: %v, external: %v", r.Name, side, c.Client != nil, external)
+		case c.Database != nil && (backend == "memory" || backend == "sqlite"):
+			t.Errorf("%s: %s has a database part on %s", r.Name, side, backend)
+		}
+	}
+}
+
+// parseStat reads a process's name and time, whatever the name holds.
+func TestParseStat(t *testing.T) {
+	stat := "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 100 1000 10 18446744073709551615\n"
+	comm, ticks, ok := parseStat([]byte(stat))
+	if !ok || comm != "a) b (c)" || ticks != 10 {
+		t.Fatalf("parseStat = %q, %d, %v; want \"a) b (c)\", 10, true", comm, ticks, ok)
+	}
+	for _, bad := range []string{"", "42 no name", "42 (x) S 1", "42 (x) S 1 2 3 4 5 6 7 8 9 10 u s"} {
+		if _, _, ok := parseStat([]byte(bad)); ok {
+			t.Errorf("parseStat(%q) ok", bad)
+		}
+	}
+}
+
+// A part one sample lacks stays absent through since and add.
+func TestCPUTicks(t *testing.T) {
+	before := cpuTicks{machine: 10, server: 5, client: 2, database: -1}
+	after := cpuTicks{machine: 30, server: 9, client: 6, database: 4}
+	d := after.since(before)
+	if d != (cpuTicks{machine: 20, server: 4, client: 4, database: -1}) {
+		t.Fatalf("since = %+v", d)
+	}
+	if s := d.add(cpuTicks{machine: 1, server: 1, client: 1, database: 1}); s != (cpuTicks{machine: 21, server: 5, client: 5, database: -1}) {
+		t.Fatalf("add = %+v", s)
+	}
+	c := d.perRequest(100)
+	if c.Machine != 2000 || c.Server != 400 || c.Client == nil || *c.Client != 400 || c.Database != nil {
+		t.Fatalf("perRequest = %v", c)
+	}
+	if d.perRequest(0) != nil {
+		t.Fatal("a cost of no requests")
+	}
 }
 
 const allScenarios = "status,verify_ok,verify_fail,enroll_qr"
