@@ -153,27 +153,22 @@ func namedTicks(comm string) int64 {
 
 // since returns the ticks used from before to t; a part either lacks
 // stays -1.
-func (t cpuTicks) since(before cpuTicks) cpuTicks {
-	d := cpuTicks{machine: t.machine - before.machine, server: t.server - before.server, client: -1, database: -1}
-	if t.client >= 0 && before.client >= 0 {
-		d.client = t.client - before.client
-	}
-	if t.database >= 0 && before.database >= 0 {
-		d.database = t.database - before.database
-	}
-	return d
-}
+func (t cpuTicks) since(before cpuTicks) cpuTicks { return t.combine(before, -1) }
 
 // add sums the ticks of two rounds; a part either lacks stays -1.
-func (t cpuTicks) add(o cpuTicks) cpuTicks {
-	sum := func(a, b int64) int64 {
+func (t cpuTicks) add(o cpuTicks) cpuTicks { return t.combine(o, 1) }
+
+// combine returns t + sign × o, part by part; client and database stay
+// -1 where either lacks them.
+func (t cpuTicks) combine(o cpuTicks, sign int64) cpuTicks {
+	part := func(a, b int64) int64 {
 		if a < 0 || b < 0 {
 			return -1
 		}
-		return a + b
+		return a + sign*b
 	}
-	return cpuTicks{machine: t.machine + o.machine, server: t.server + o.server,
-		client: sum(t.client, o.client), database: sum(t.database, o.database)}
+	return cpuTicks{machine: t.machine + sign*o.machine, server: t.server + sign*o.server,
+		client: part(t.client, o.client), database: part(t.database, o.database)}
 }
 
 // CPUCost is what one request of a side cost, in µs of CPU: on the whole
