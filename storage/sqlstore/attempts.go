@@ -93,9 +93,8 @@ func attempts(failures int, locked, last int64) storage.Attempts {
 // upsert that applies storage.NextAttempt in SQL:
 //
 //   - PostgreSQL: INSERT ... ON CONFLICT DO UPDATE ... WHERE unlocked
-//     RETURNING, in the batched statement of ReserveFactor (batch.go),
-//     which also reads the stored state of a locked factor; one round
-//     trip.
+//     RETURNING, in the batched statement of ReserveFactor (pgbatch.go);
+//     one round trip. A locked factor costs a second, to read its state.
 //   - SQLite: the same upsert with RETURNING, then the SELECT of
 //     ReserveFactor, in the batch's write transaction (litebatch.go),
 //     which thus also reads the stored state of a locked factor.
@@ -236,9 +235,9 @@ func (s *Store) reserveMySQL(ctx context.Context, user string, factor storage.Fa
 // ReserveFactor implements storage.ReservingReader. The work never
 // depends on whether the enrollment exists:
 //
-//   - PostgreSQL: one statement (batched, see batch.go): the upsert of
-//     ReserveAttempt in a CTE, left-joined with the enrollment, and for
-//     a locked factor the stored state. One round trip.
+//   - PostgreSQL: one statement (batched, see pgbatch.go): the upsert of
+//     ReserveAttempt in a CTE, left-joined with the enrollment. One round
+//     trip; a locked factor costs a second, to read its state.
 //   - MySQL: the upsert of ReserveAttempt, then one SELECT of the state
 //     and the enrollment together (a LEFT JOIN of both from a one-row
 //     table). Two round trips, locked or not.
@@ -256,6 +255,12 @@ func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.F
 		}
 		if err != nil {
 			return storage.Enrollment{}, storage.Attempts{}, err
+		}
+		if !o.r.known && s.reserves != nil && s.dialect == Postgres {
+			// The batch reports a locked factor without its state.
+			if o.cur, err = s.Attempts(ctx, user, factor); err != nil {
+				return storage.Enrollment{}, storage.Attempts{}, err
+			}
 		}
 		if !o.r.known {
 			var again bool

@@ -19,26 +19,23 @@ import (
 // with the same key (when key is set) go in different batches, so each
 // row is touched once a batch; so does a call that fit (when set) does
 // not accept together with the batch's first.
+//
+// One batch is in flight at a time: a call joins the pending ones and
+// starts the flusher if it is not running; the flusher takes what is
+// pending whenever its batch in flight is done. On PostgreSQL that beat
+// a second flusher (which overlapped one batch's wait for its commit
+// with the next batch) on every path: the calls that arrive meanwhile
+// make one larger batch, and a statement's fixed cost, most of what it
+// costs the database, is paid fewer times (docs/SCALING.md has the
+// figures). SQLite has one writer anyway.
 type batcher[T any, R any] struct {
 	key func(T) string
 	fit func(first, c T) bool
 	run func(ctx context.Context, batch []T) ([]R, error)
-	// flushers bounds the batches in flight at once (at least 1). On
-	// PostgreSQL a batch's statement spends most of its time waiting
-	// for its commit to reach the disk; while it waits, a second flusher
-	// sends the calls that arrived meanwhile, and the database writes
-	// both commits with one flush of its log. SQLite has one writer: one
-	// flusher. A call finds a flusher gathering, or starts one while
-	// fewer than flushers run; otherwise it waits for the first flusher
-	// to come back for more.
-	flushers int
 
 	mu      sync.Mutex
 	pending []*call[T, R]
-	// running counts the flushers; gathering reports one that has not
-	// taken its batch yet (it will take the calls that arrive).
-	running   int
-	gathering bool
+	running bool // the flusher runs: it will take the calls pending
 }
 
 type call[T any, R any] struct {
@@ -63,9 +60,8 @@ func (b *batcher[T, R]) do(ctx context.Context, in T) (R, error) {
 	}
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
-	if !b.gathering && b.running < max(b.flushers, 1) {
-		b.running++
-		b.gathering = true
+	if !b.running {
+		b.running = true
 		go b.flush()
 	}
 	b.mu.Unlock()
@@ -97,8 +93,7 @@ func (b *batcher[T, R]) flush() {
 	for {
 		b.mu.Lock()
 		if len(b.pending) == 0 {
-			b.running--
-			b.gathering = false
+			b.running = false
 			b.mu.Unlock()
 			return
 		}
@@ -110,9 +105,6 @@ func (b *batcher[T, R]) flush() {
 		}
 		yields = 0
 		batch := b.take()
-		// Calls that arrive from now on start another flusher, or wait
-		// for this one to come back.
-		b.gathering = false
 		b.mu.Unlock()
 
 		ins := make([]T, len(batch))
@@ -130,15 +122,6 @@ func (b *batcher[T, R]) flush() {
 			}
 			close(c.done)
 		}
-		b.mu.Lock()
-		if b.gathering {
-			// Another flusher gathers the calls pending: leave them to it.
-			b.running--
-			b.mu.Unlock()
-			return
-		}
-		b.gathering = true
-		b.mu.Unlock()
 	}
 }
 

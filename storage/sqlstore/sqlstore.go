@@ -122,17 +122,17 @@ func New(db *sql.DB, dialect Dialect, opts Options) (*Store, error) {
 	switch dialect {
 	case Postgres:
 		s.acceptQuery, s.reserveQuery = acceptSQL(s.enrollments, s.attempts), reserveSQL(s.enrollments, s.attempts)
-		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptSteps, flushers: 2}
-		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, fit: sameLock, run: s.reserveFactors, flushers: 2}
+		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptSteps}
+		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, fit: sameLock, run: s.reserveFactors}
 		s.syncQuery = "INSERT INTO " + s.syncs + " AS t (slot, n) VALUES (?, 1) ON CONFLICT (slot) DO UPDATE SET n = t.n + 1"
-		s.syncBatch = &batcher[struct{}, struct{}]{run: s.writeSync, flushers: 2}
+		s.syncBatch = &batcher[struct{}, struct{}]{run: s.writeSync}
 	case SQLite:
 		s.liteReserveQuery = liteReserveSQL(s.attempts)
 		s.liteAcceptQuery = "UPDATE " + s.enrollments + " SET last_step = ?" +
 			" WHERE username = ? AND factor = ? AND verified = TRUE AND last_step < ?"
 		s.clearQuery = "DELETE FROM " + s.attempts + " WHERE username = ? AND factor = ?"
-		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptStepsSQLite, flushers: 1}
-		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, run: s.reserveFactorsSQLite, flushers: 1}
+		s.steps = &batcher[stepIn, bool]{key: stepKey, run: s.acceptStepsSQLite}
+		s.reserves = &batcher[reserveIn, reserveOut]{key: reserveKey, run: s.reserveFactorsSQLite}
 	}
 	return s, nil
 }
