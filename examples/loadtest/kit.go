@@ -46,9 +46,12 @@ type kit struct {
 	closers []func()
 	// enrolled users are 0..users-1; users..2*users-1 only enroll QR codes.
 	secrets [][]byte // per enrolled user
-	params  mfa.TOTP
-	header  []string // "Bearer t<n>"
-	lists   int      // request lists made, to name each one apart
+	// taken is, per enrolled user, the latest step the kit may have
+	// recorded for the enrollment's code (see lastStepOf).
+	taken  []int64
+	params mfa.TOTP
+	header []string // "Bearer t<n>"
+	lists  int      // request lists made, to name each one apart
 }
 
 // pgPoolSize is the size of each PostgreSQL pool the tool opens, the
@@ -206,7 +209,7 @@ func newKit(ctx context.Context, o options) (*kit, error) {
 // enroll verifies an authenticator for users 0..users-1 with the code of
 // the previous step, and keeps their secrets for verify_ok.
 func (k *kit) enroll(ctx context.Context) error {
-	k.secrets = make([][]byte, k.o.users)
+	k.secrets, k.taken = make([][]byte, k.o.users), make([]int64, k.o.users)
 	var next atomic.Int64
 	var params sync.Once
 	var wg sync.WaitGroup
@@ -231,8 +234,10 @@ func (k *kit) enroll(ctx context.Context) error {
 				// The previous step's code (older than any verify_ok
 				// sends) is valid only until the next step begins, which
 				// may come before the kit checks it: then try again.
+				var prev int64
 				for try := 1; ; try++ {
-					err = k.svc.VerifyAuthenticator(ctx, user, p.Code(secret, p.Step(time.Now())-1))
+					prev = p.Step(time.Now()) - 1
+					err = k.svc.VerifyAuthenticator(ctx, user, p.Code(secret, prev))
 					if err == nil || !errors.Is(err, mfa.ErrInvalidCode) || try == 3 {
 						break
 					}
@@ -241,7 +246,10 @@ func (k *kit) enroll(ctx context.Context) error {
 					errs <- fmt.Errorf("enrolling %s: %w", user, err)
 					return
 				}
-				k.secrets[i] = secret
+				// Checked in the next step, or (if that ended first) in
+				// the one after, the code is in a window that reaches
+				// prev+3.
+				k.secrets[i], k.taken[i] = secret, lastStepOf(p, secret, prev, prev+3)
 				params.Do(func() { k.params = p })
 			}
 		}()
@@ -332,22 +340,27 @@ func (k *kit) scenario(name string) (scenario, bool) {
 		// stay valid for at least 30 s. A user's second code is sent only
 		// once the first has been answered (one segment per step), for
 		// the kit rejects a code older than the last it accepted. The
-		// baselines cycle over the first half. A user is sent the first
-		// code only when it has the digits (one in a million each) of the
-		// next step's code, or of the step after, which is in the window
-		// if the first code is checked once the next step has begun: the
-		// kit takes the code for the later step, and would rightly refuse
-		// the second as reused.
+		// baselines cycle over the first half. The kit takes a code for
+		// the latest step in its window that has those digits (one in a
+		// million per other step), and then rightly refuses a code of an
+		// earlier step as reused. So a user is left out if the kit may
+		// have taken their enrollment's code for step t or later (taken),
+		// and is sent only the first code if that may be taken for step
+		// t+1 (checked before the next step begins) or t+2 (after).
 		t := k.params.Step(time.Now())
-		sc.kit = &load{name: id + "/once", requests: make([]Request, users, 2*users), ok: []int{200}, once: true, segment: users}
-		for u, secret := range k.secrets {
-			sc.kit.requests[u] = Request{Method: "PUT", Path: "/oauth/users/mfa/verify", Token: k.header[u],
-				Body: body(k.params.Code(secret, t))}
+		sc.kit = &load{name: id + "/once", requests: make([]Request, 0, 2*users), ok: []int{200}, once: true}
+		verify := func(u int, step int64) Request {
+			return Request{Method: "PUT", Path: "/oauth/users/mfa/verify", Token: k.header[u], Body: body(k.params.Code(k.secrets[u], step))}
 		}
+		for u := range k.secrets {
+			if k.taken[u] < t {
+				sc.kit.requests = append(sc.kit.requests, verify(u, t))
+			}
+		}
+		sc.kit.segment = len(sc.kit.requests)
 		for u, secret := range k.secrets {
-			if code, first := k.params.Code(secret, t+1), k.params.Code(secret, t); code != first && first != k.params.Code(secret, t+2) {
-				sc.kit.requests = append(sc.kit.requests, Request{Method: "PUT", Path: "/oauth/users/mfa/verify",
-					Token: k.header[u], Body: body(code)})
+			if k.taken[u] < t && lastStepOf(k.params, secret, t, t+2) == t {
+				sc.kit.requests = append(sc.kit.requests, verify(u, t+1))
 			}
 		}
 		sc.base = list(id, func(u int) Request {
@@ -381,6 +394,18 @@ func (k *kit) scenario(name string) (scenario, bool) {
 	db := *sc.base
 	sc.db = &db
 	return sc, true
+}
+
+// lastStepOf returns the latest step in [from, to] whose code has the
+// digits of step from's.
+func lastStepOf(p mfa.TOTP, secret []byte, from, to int64) int64 {
+	last, code := from, p.Code(secret, from)
+	for s := from + 1; s <= to; s++ {
+		if p.Code(secret, s) == code {
+			last = s
+		}
+	}
+	return last
 }
 
 // rejectedCode returns a code user u's authenticator does not show in the
