@@ -256,7 +256,7 @@ func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.F
 		if err != nil {
 			return storage.Enrollment{}, storage.Attempts{}, err
 		}
-		if !o.r.known && s.reserves != nil && s.dialect == Postgres {
+		if !o.r.known && s.dialect == Postgres {
 			// The batch reports a locked factor without its state.
 			if o.cur, err = s.Attempts(ctx, user, factor); err != nil {
 				return storage.Enrollment{}, storage.Attempts{}, err
