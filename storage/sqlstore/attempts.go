@@ -107,15 +107,11 @@ func attempts(failures int, locked, last int64) storage.Attempts {
 func (s *Store) ReserveAttempt(ctx context.Context, user string, factor storage.Factor, now time.Time, p storage.LockPolicy) (storage.Attempts, error) {
 	lp := newLockParams(p)
 	for range maxRaces {
-		r, err := s.reserveOnce(ctx, user, factor, micros(now), lp)
+		r, cur, err := s.reserveOnce(ctx, user, factor, micros(now), lp)
 		if err != nil {
 			return storage.Attempts{}, err
 		}
 		if !r.known {
-			cur, err := s.Attempts(ctx, user, factor)
-			if err != nil {
-				return storage.Attempts{}, err
-			}
 			var again bool
 			if r, again = settle(r, cur, micros(now)); again {
 				continue
@@ -129,13 +125,20 @@ func (s *Store) ReserveAttempt(ctx context.Context, user string, factor storage.
 	return storage.Attempts{}, wrap("reserve attempt", errContention)
 }
 
-// reserveOnce runs the reserving statement once.
-func (s *Store) reserveOnce(ctx context.Context, user string, factor storage.Factor, now int64, lp lockParams) (reservation, error) {
-	if s.dialect == MySQL {
-		return s.reserveMySQL(ctx, user, factor, now, lp)
+// reserveOnce makes ReserveAttempt's reservation once. A reservation
+// whose state is not known comes back with the stored state (cur): on
+// PostgreSQL and SQLite through reserveFactorOnce, on MySQL read after
+// the upsert.
+func (s *Store) reserveOnce(ctx context.Context, user string, factor storage.Factor, now int64, lp lockParams) (r reservation, cur storage.Attempts, err error) {
+	if s.dialect != MySQL {
+		o, err := s.reserveFactorOnce(ctx, user, factor, now, lp)
+		return o.r, o.cur, err
 	}
-	o, err := s.reserves.do(ctx, reserveIn{user: user, factor: factor, now: now, lp: lp})
-	return o.r, err
+	if r, err = s.reserveMySQL(ctx, user, factor, now, lp); err != nil || r.known {
+		return r, cur, err
+	}
+	cur, err = s.Attempts(ctx, user, factor)
+	return r, cur, err
 }
 
 // settle completes a reservation whose statement left the state unknown
@@ -246,21 +249,9 @@ func (s *Store) reserveMySQL(ctx context.Context, user string, factor storage.Fa
 func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.Factor, now time.Time, p storage.LockPolicy) (storage.Enrollment, storage.Attempts, error) {
 	lp := newLockParams(p)
 	for range maxRaces {
-		var o reserveOut
-		var err error
-		if s.reserves != nil {
-			o, err = s.reserves.do(ctx, reserveIn{user: user, factor: factor, now: micros(now), lp: lp})
-		} else {
-			o, err = s.reserveRead(ctx, s.queryRow, user, factor, micros(now), lp)
-		}
+		o, err := s.reserveFactorOnce(ctx, user, factor, micros(now), lp)
 		if err != nil {
 			return storage.Enrollment{}, storage.Attempts{}, err
-		}
-		if !o.r.known && s.dialect == Postgres {
-			// The batch reports a locked factor without its state.
-			if o.cur, err = s.Attempts(ctx, user, factor); err != nil {
-				return storage.Enrollment{}, storage.Attempts{}, err
-			}
 		}
 		if !o.r.known {
 			var again bool
@@ -277,6 +268,22 @@ func (s *Store) ReserveFactor(ctx context.Context, user string, factor storage.F
 		return o.e, o.r.a, nil
 	}
 	return storage.Enrollment{}, storage.Attempts{}, wrap("reserve factor", errContention)
+}
+
+// reserveFactorOnce makes ReserveFactor's reservation once: batched on
+// PostgreSQL and SQLite, else reserveRead. A call whose state is not
+// known comes back with the stored state in cur: SQLite's batch and
+// reserveRead read it anyway; PostgreSQL's batch returns no row for a
+// locked factor (reserveSQL), so its state is read here.
+func (s *Store) reserveFactorOnce(ctx context.Context, user string, factor storage.Factor, now int64, lp lockParams) (reserveOut, error) {
+	if s.reserves == nil {
+		return s.reserveRead(ctx, s.queryRow, user, factor, now, lp)
+	}
+	o, err := s.reserves.do(ctx, reserveIn{user: user, factor: factor, now: now, lp: lp})
+	if err == nil && !o.r.known && s.dialect == Postgres {
+		o.cur, err = s.Attempts(ctx, user, factor)
+	}
+	return o, err
 }
 
 // reserveRead is ReserveFactor's work on MySQL and, in a batch's
