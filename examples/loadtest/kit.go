@@ -314,8 +314,14 @@ const wrongCode = "000000"
 // scenario returns the named scenario's request lists. The baselines are
 // sent the same requests as the kit (but for verify_fail's codes, which
 // they do not check) and answer 200.
-func (k *kit) scenario(name string) (scenario, bool) {
+//
+// With parts > 1 the users are split into parts equal ranges and
+// verify_ok's once-only codes are those of range part alone, so that each
+// concurrency level (see options.conns) spends codes no other level has
+// spent; the other lists take every user.
+func (k *kit) scenario(name string, part, parts int) (scenario, bool) {
 	users := k.o.users
+	lo, hi := part*users/parts, (part+1)*users/parts
 	body := func(code string) string { return `{"mfatype":"AUTHENTICATOR","totp":"` + code + `"}` }
 	list := func(id string, f func(u int) Request) *load {
 		l := &load{name: id, requests: make([]Request, users), ok: []int{200}}
@@ -352,14 +358,14 @@ func (k *kit) scenario(name string) (scenario, bool) {
 		verify := func(u int, step int64) Request {
 			return Request{Method: "PUT", Path: "/oauth/users/mfa/verify", Token: k.header[u], Body: body(k.params.Code(k.secrets[u], step))}
 		}
-		for u := range k.secrets {
+		for u := lo; u < hi; u++ {
 			if k.taken[u] < t {
 				sc.kit.requests = append(sc.kit.requests, verify(u, t))
 			}
 		}
 		sc.kit.segment = len(sc.kit.requests)
-		for u, secret := range k.secrets {
-			if k.taken[u] < t && lastStepOf(k.params, secret, t, t+2) == t {
+		for u := lo; u < hi; u++ {
+			if k.taken[u] < t && lastStepOf(k.params, k.secrets[u], t, t+2) == t {
 				sc.kit.requests = append(sc.kit.requests, verify(u, t+1))
 			}
 		}

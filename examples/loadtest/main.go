@@ -27,6 +27,17 @@
 // (Report); kit_rps / baseline_rps is ratio, kit_rps / db_baseline_rps is
 // db_ratio.
 //
+// -conns takes one number of concurrent clients or a list of them
+// ("-conns 64,256"): then every level is measured on every side, and each
+// side's figures (rate, latencies, allocations, CPU) are those of the
+// level at which it did best — its limit on this machine, as far as the
+// levels show it. A database baseline that does better at 64 clients is
+// compared at 64, a kit whose group commit does better at 256 at 256. The
+// report gives the level of each side's best (kit_conns, baseline_conns,
+// db_baseline_conns) and every level's rates (levels), so a comparison at
+// one level stays at hand. verify_ok splits its users between the levels,
+// so -users must cover the codes of all of them.
+//
 // With -external the HTTP clients run in a separate process: the tool
 // starts itself again as a client, writes it one Job at a time (server URL,
 // request list, expected statuses, connections, duration) as JSON on its
@@ -41,13 +52,15 @@
 //
 //	cd examples
 //	go run ./loadtest -external -backend memory -conns 64 -duration 3s -users 40000
+//	go run ./loadtest -external -backend memory -conns 64,256 -users 120000
 //	MFAKIT_POSTGRES_DSN=postgres://… go run ./loadtest -external -backend postgres
 //	MFAKIT_REDIS_ADDR=127.0.0.1:6379 go run ./loadtest -external -backend redis
 //	go run ./loadtest -external -backend sqlite -users 7000
 //
 // verify_ok spends two codes per enrolled user (those of the current and
-// the next step), so -users must cover about the kit's rps × duration / 2;
-// when the codes run out the scenario stops early and says so.
+// the next step), so -users must cover about the kit's rps × duration / 2
+// for each level; when the codes run out the scenario stops early and
+// says so.
 package main
 
 import (
@@ -59,6 +72,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -66,7 +81,7 @@ import (
 type options struct {
 	backend   string
 	duration  time.Duration
-	conns     int
+	conns     []int // concurrency levels, each measured on every side
 	users     int
 	scenarios string
 	external  bool
@@ -82,11 +97,15 @@ func main() {
 	var o options
 	flag.StringVar(&o.backend, "backend", "memory", "store: memory, sqlite, postgres ($MFAKIT_POSTGRES_DSN) or redis ($MFAKIT_REDIS_ADDR)")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "time per scenario and side")
-	flag.IntVar(&o.conns, "conns", 32, "concurrent keep-alive clients")
+	flag.Func("conns", "concurrent keep-alive clients, or a comma-separated list of levels: each side's figures are those of its best level (default 32)",
+		func(v string) (err error) { o.conns, err = parseLevels(v); return err })
 	flag.IntVar(&o.users, "users", 20000, "pre-enrolled users (verify_ok needs about rps × duration / 2)")
 	flag.StringVar(&o.scenarios, "scenarios", "status,verify_ok,verify_fail,enroll_qr", "scenarios to run")
 	flag.BoolVar(&o.external, "external", false, "run the HTTP clients in a separate process (see the package doc)")
 	flag.Parse()
+	if o.conns == nil {
+		o.conns = []int{32}
+	}
 	if err := run(context.Background(), o, os.Stdout); err != nil {
 		fail(err)
 	}
@@ -132,17 +151,34 @@ type Result struct {
 	// "db_baseline") cost in CPU (see CPUCost); absent where /proc
 	// cannot be read.
 	CPU map[string]*CPUCost `json:"cpu_us_per_req,omitempty"`
+	// KitConns, BaselineConns and DBBaselineConns are the concurrency
+	// levels at which each side did best: the level whose figures the
+	// side's fields above are. Levels has every level's rates.
+	KitConns        int     `json:"kit_conns"`
+	BaselineConns   int     `json:"baseline_conns"`
+	DBBaselineConns int     `json:"db_baseline_conns,omitempty"`
+	Levels          []Level `json:"levels"`
+}
+
+// Level is what each side did at one concurrency level.
+type Level struct {
+	Conns         int     `json:"conns"`
+	KitRPS        float64 `json:"kit_rps"`
+	BaselineRPS   float64 `json:"baseline_rps"`
+	DBBaselineRPS float64 `json:"db_baseline_rps,omitempty"`
 }
 
 // Report is the last line the tool prints.
 type Report struct {
 	Backend string `json:"backend"`
 	// Clients is where the HTTP clients ran: "in-process" or "external".
-	Clients   string   `json:"clients"`
-	Conns     int      `json:"conns"`
-	Duration  string   `json:"duration"`
-	Users     int      `json:"users"`
-	Scenarios []Result `json:"scenarios"`
+	Clients string `json:"clients"`
+	// Conns is the first concurrency level, ConnsLevels all of them.
+	Conns       int      `json:"conns"`
+	ConnsLevels []int    `json:"conns_levels"`
+	Duration    string   `json:"duration"`
+	Users       int      `json:"users"`
+	Scenarios   []Result `json:"scenarios"`
 }
 
 // side is one server of a scenario and what it is sent.
@@ -173,7 +209,7 @@ func (s side) run(ctx context.Context, dr driver, m cpuMeter, scenario string, c
 }
 
 func run(ctx context.Context, o options, out io.Writer) (err error) {
-	if o.conns <= 0 || o.users <= 0 || o.duration <= 0 {
+	if len(o.conns) == 0 || slices.Min(o.conns) <= 0 || o.users <= 0 || o.duration <= 0 {
 		return errors.New("-conns, -users and -duration must be positive")
 	}
 	slog.SetDefault(slog.New(slog.DiscardHandler))
@@ -204,79 +240,89 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		defer db.close()
 	}
 
-	report := Report{Backend: o.backend, Clients: dr.mode(), Conns: o.conns, Duration: o.duration.String(), Users: o.users}
-	fmt.Fprintf(out, "backend=%s clients=%s conns=%d duration=%s users=%d\n", o.backend, report.Clients, o.conns, o.duration, o.users)
+	levels := fmt.Sprint(o.conns[0])
+	for _, c := range o.conns[1:] {
+		levels += "," + fmt.Sprint(c)
+	}
+	report := Report{Backend: o.backend, Clients: dr.mode(), Conns: o.conns[0], ConnsLevels: o.conns,
+		Duration: o.duration.String(), Users: o.users}
+	fmt.Fprintf(out, "backend=%s clients=%s conns=%s duration=%s users=%d\n", o.backend, report.Clients, levels, o.duration, o.users)
 	fmt.Fprintf(out, "%-12s %10s %10s %6s %10s %8s %8s %8s %10s %12s\n", "scenario", "kit rps", "base rps", "ratio",
 		"db rps", "db ratio", "p50 ms", "p99 ms", "allocs/req", "ok/requests")
 	// The warm-up opens connections and fills the pools before anything
 	// is measured: the kit's with mfaDetails requests, which change
 	// nothing, each baseline's with the scenario's own requests.
 	warm := min(warmup, o.duration/rounds)
-	status, _ := k.scenario("status")
+	status, _ := k.scenario("status", 0, 1)
 	meter := cpuMeterFor(o.backend, dr.clientPID())
-	if _, err := (side{"kit", k.url, status.kit}).run(ctx, dr, meter, "warm-up", o.conns, warm); err != nil {
+	if _, err := (side{"kit", k.url, status.kit}).run(ctx, dr, meter, "warm-up", slices.Max(o.conns), warm); err != nil {
 		return err
 	}
 	for _, name := range strings.Split(o.scenarios, ",") {
-		sc, ok := k.scenario(strings.TrimSpace(name))
-		if !ok {
+		name = strings.TrimSpace(name)
+		if _, ok := k.scenario(name, 0, 1); !ok {
 			return fmt.Errorf("unknown scenario %q", name)
 		}
-		sides := []side{{"baseline", base.url, sc.base}, {"kit", k.url, sc.kit}}
+		// Each level is measured on every side; a side's figures are
+		// those of the level at which it did best (its peak).
+		names := []string{"baseline", "kit"}
 		if db != nil {
-			sides = append(sides, side{"db_baseline", db.srv.url, sc.db})
+			names = append(names, "db_baseline")
 		}
-		for _, s := range sides {
-			if s.name != "kit" {
-				if _, err := s.run(ctx, dr, meter, sc.name, o.conns, warm); err != nil {
-					return err
-				}
+		var byLevel [][]stats // [level][side], the sides in the order of names
+		for li, conns := range o.conns {
+			sc, _ := k.scenario(name, li, len(o.conns))
+			sides := []side{{"baseline", base.url, sc.base}, {"kit", k.url, sc.kit}}
+			if db != nil {
+				sides = append(sides, side{"db_baseline", db.srv.url, sc.db})
 			}
-		}
-		// Alternate the sides in rounds so that drift in the machine's
-		// load hits them alike.
-		all := make([]stats, len(sides))
-		for range rounds {
-			for i, s := range sides {
-				st, err := s.run(ctx, dr, meter, sc.name, o.conns, o.duration/rounds)
-				if err != nil {
-					return err
-				}
-				all[i] = all[i].merge(st)
+			all, err := measure(ctx, dr, meter, sc.name, sides, conns, o.duration, warm)
+			if err != nil {
+				return err
 			}
+			byLevel = append(byLevel, all)
 		}
-		baseStats, kitStats := all[0], all[1]
-		r := Result{Name: sc.name, KitRPS: kitStats.rps(), BaselineRPS: baseStats.rps(),
-			P50ms: kitStats.percentile(50), P99ms: kitStats.percentile(99), AllocsPerReq: kitStats.allocsPerReq(),
-			BaselineP50ms: baseStats.percentile(50), BaselineP99ms: baseStats.percentile(99),
-			BaselineAllocs: baseStats.allocsPerReq(), KitOK: kitStats.ok, KitRequests: kitStats.requests,
-			BaselineFailed: baseStats.requests - baseStats.ok, StoppedEarly: kitStats.stoppedEarly}
-		if r.BaselineRPS > 0 {
-			r.Ratio = round(r.KitRPS/r.BaselineRPS, 3)
-		}
+		r, best := result(name, o.conns, byLevel)
+		kitStats := byLevel[best[1]][1]
 		dbRPS, dbRatio := "-", "-"
 		if db != nil {
-			dbStats := all[2]
+			dbStats := byLevel[best[2]][2]
 			r.DBBaselineRPS, r.DBBaselineP50ms, r.DBBaselineP99ms = dbStats.rps(), dbStats.percentile(50), dbStats.percentile(99)
 			r.DBBaselineAllocs, r.DBBaselineFailed = dbStats.allocsPerReq(), dbStats.requests-dbStats.ok
 			if r.DBBaselineRPS > 0 {
 				r.DBRatio = round(r.KitRPS/r.DBBaselineRPS, 3)
 			}
 			r.DBBaselineRPS = round(r.DBBaselineRPS, 0)
+			r.DBBaselineConns = o.conns[best[2]]
 			dbRPS, dbRatio = fmt.Sprintf("%.0f", r.DBBaselineRPS), fmt.Sprintf("%.3f", r.DBRatio)
 		}
-		for i, s := range sides {
-			if c := all[i].cpuPerRequest(); c != nil {
+		for i, n := range names {
+			if c := byLevel[best[i]][i].cpuPerRequest(); c != nil {
 				if r.CPU == nil {
 					r.CPU = map[string]*CPUCost{}
 				}
-				r.CPU[s.name] = c
+				r.CPU[n] = c
 			}
 		}
 		r.KitRPS, r.BaselineRPS = round(r.KitRPS, 0), round(r.BaselineRPS, 0)
 		report.Scenarios = append(report.Scenarios, r)
 		fmt.Fprintf(out, "%-12s %10.0f %10.0f %6.3f %10s %8s %8.3f %8.3f %10.1f %6d/%d\n", r.Name, r.KitRPS, r.BaselineRPS, r.Ratio,
 			dbRPS, dbRatio, r.P50ms, r.P99ms, r.AllocsPerReq, r.KitOK, r.KitRequests)
+		if len(o.conns) > 1 {
+			fmt.Fprintf(out, "  best at conns: kit %d, baseline %d", r.KitConns, r.BaselineConns)
+			if db != nil {
+				fmt.Fprintf(out, ", db_baseline %d", r.DBBaselineConns)
+			}
+			fmt.Fprint(out, "; req/s by conns:")
+			for _, l := range r.Levels {
+				fmt.Fprintf(out, " %d: kit %.0f, baseline %.0f", l.Conns, l.KitRPS, l.BaselineRPS)
+				if db != nil {
+					fmt.Fprintf(out, ", db_baseline %.0f", l.DBBaselineRPS)
+				}
+				fmt.Fprint(out, ";")
+			}
+			fmt.Fprintln(out)
+		}
 		if r.CPU != nil {
 			fmt.Fprintf(out, "  CPU µs per request: kit %v; baseline %v", r.CPU["kit"], r.CPU["baseline"])
 			if db != nil {
@@ -284,14 +330,16 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 			}
 			fmt.Fprintln(out)
 		}
-		for i, s := range sides {
-			if st := all[i]; st.firstFailure != "" {
-				fmt.Fprintf(out, "  %s: %d of %d answers unexpected; first failure: %s\n", s.name,
-					st.requests-st.ok, st.requests, strings.TrimSpace(st.firstFailure))
+		for li, all := range byLevel {
+			for i, n := range names {
+				if st := all[i]; st.firstFailure != "" {
+					fmt.Fprintf(out, "  %s at conns %d: %d of %d answers unexpected; first failure: %s\n", n, o.conns[li],
+						st.requests-st.ok, st.requests, strings.TrimSpace(st.firstFailure))
+				}
 			}
 		}
 		if kitStats.ok == 0 {
-			return fmt.Errorf("scenario %s: no request succeeded (first failure: %s)", sc.name, kitStats.firstFailure)
+			return fmt.Errorf("scenario %s: no request succeeded (first failure: %s)", name, kitStats.firstFailure)
 		}
 	}
 	line, err := json.Marshal(report)
@@ -316,4 +364,79 @@ func round(v float64, digits int) float64 {
 		p *= 10
 	}
 	return float64(int64(v*p+0.5)) / p
+}
+
+// measure runs one scenario at one concurrency level: a warm-up of each
+// baseline, then rounds that alternate the sides so that drift in the
+// machine's load hits them alike. It returns each side's stats, merged
+// over the rounds, in the order of sides.
+func measure(ctx context.Context, dr driver, meter cpuMeter, scenario string, sides []side, conns int, d, warm time.Duration) ([]stats, error) {
+	for _, s := range sides {
+		if s.name != "kit" {
+			if _, err := s.run(ctx, dr, meter, scenario, conns, warm); err != nil {
+				return nil, err
+			}
+		}
+	}
+	all := make([]stats, len(sides))
+	for range rounds {
+		for i, s := range sides {
+			st, err := s.run(ctx, dr, meter, scenario, conns, d/rounds)
+			if err != nil {
+				return nil, err
+			}
+			all[i] = all[i].merge(st)
+		}
+	}
+	return all, nil
+}
+
+// result builds a scenario's Result from the stats of each level
+// (byLevel[level][side], sides in the order baseline, kit and, if
+// measured, db_baseline): each side's figures are those of its best level
+// by rate, which best gives per side. The database baseline's fields are
+// left to the caller.
+func result(name string, conns []int, byLevel [][]stats) (Result, []int) {
+	best := make([]int, len(byLevel[0]))
+	r := Result{Name: name}
+	for li, all := range byLevel {
+		l := Level{Conns: conns[li], BaselineRPS: round(all[0].rps(), 0), KitRPS: round(all[1].rps(), 0)}
+		if len(all) > 2 {
+			l.DBBaselineRPS = round(all[2].rps(), 0)
+		}
+		r.Levels = append(r.Levels, l)
+		for i := range all {
+			if all[i].rps() > byLevel[best[i]][i].rps() {
+				best[i] = li
+			}
+		}
+	}
+	baseStats, kitStats := byLevel[best[0]][0], byLevel[best[1]][1]
+	r.KitRPS, r.BaselineRPS = kitStats.rps(), baseStats.rps()
+	r.P50ms, r.P99ms, r.AllocsPerReq = kitStats.percentile(50), kitStats.percentile(99), kitStats.allocsPerReq()
+	r.BaselineP50ms, r.BaselineP99ms, r.BaselineAllocs = baseStats.percentile(50), baseStats.percentile(99), baseStats.allocsPerReq()
+	r.KitOK, r.KitRequests, r.StoppedEarly = kitStats.ok, kitStats.requests, kitStats.stoppedEarly
+	r.BaselineFailed = baseStats.requests - baseStats.ok
+	r.KitConns, r.BaselineConns = conns[best[1]], conns[best[0]]
+	if r.BaselineRPS > 0 {
+		r.Ratio = round(r.KitRPS/r.BaselineRPS, 3)
+	}
+	return r, best
+}
+
+// parseLevels reads -conns: one positive number or a comma-separated
+// list of them, each level once.
+func parseLevels(v string) ([]int, error) {
+	var levels []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number of connections", f)
+		}
+		if slices.Contains(levels, n) {
+			return nil, fmt.Errorf("level %d given twice", n)
+		}
+		levels = append(levels, n)
+	}
+	return levels, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,9 +39,12 @@ func TestMain(m *testing.M) {
 // request of the kit and of the baselines had the expected answer, and
 // the database baseline's figures are there exactly for the backends
 // that have one.
-func runTool(t *testing.T, backend string, users int, external bool, scenarios string) Report {
+func runTool(t *testing.T, backend string, users int, external bool, scenarios string, conns ...int) Report {
 	t.Helper()
-	o := options{backend: backend, duration: 60 * time.Millisecond, conns: 4, users: users,
+	if conns == nil {
+		conns = []int{4}
+	}
+	o := options{backend: backend, duration: 60 * time.Millisecond, conns: conns, users: users,
 		scenarios: scenarios, external: external}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -88,6 +92,7 @@ func runTool(t *testing.T, backend string, users int, external bool, scenarios s
 			}
 		}
 		checkCPU(t, r, backend, external)
+		checkLevels(t, r, conns)
 		_, hasDBRatio := raw.Scenarios[i]["db_ratio"]
 		if backend == "memory" {
 			if hasDBRatio || r.DBBaselineRPS != 0 {
@@ -98,6 +103,40 @@ func runTool(t *testing.T, backend string, users int, external bool, scenarios s
 		}
 	}
 	return report
+}
+
+// checkLevels checks that a scenario reports each concurrency level's
+// rates, and each side's figures as those of its best level.
+func checkLevels(t *testing.T, r Result, conns []int) {
+	t.Helper()
+	if len(r.Levels) != len(conns) {
+		t.Fatalf("%s: %d levels, want %v", r.Name, len(r.Levels), conns)
+	}
+	var maxKit, maxBase float64
+	kitAt, baseAt := map[int]float64{}, map[int]float64{}
+	for i, l := range r.Levels {
+		if l.Conns != conns[i] {
+			t.Errorf("%s: level %d is %d conns, want %d", r.Name, i, l.Conns, conns[i])
+		}
+		maxKit, maxBase = max(maxKit, l.KitRPS), max(maxBase, l.BaselineRPS)
+		kitAt[l.Conns], baseAt[l.Conns] = l.KitRPS, l.BaselineRPS
+	}
+	if r.KitRPS != maxKit || kitAt[r.KitConns] != maxKit || r.BaselineRPS != maxBase || baseAt[r.BaselineConns] != maxBase {
+		t.Errorf("%s: kit %v at %d conns and baseline %v at %d, want each side's best of %+v", r.Name,
+			r.KitRPS, r.KitConns, r.BaselineRPS, r.BaselineConns, r.Levels)
+	}
+	var maxDB float64
+	for _, l := range r.Levels {
+		if l.Conns == r.DBBaselineConns {
+			maxDB = max(maxDB, l.DBBaselineRPS)
+		}
+		if l.DBBaselineRPS > r.DBBaselineRPS {
+			t.Errorf("%s: database baseline %v at %d conns, better than its best %v", r.Name, l.DBBaselineRPS, l.Conns, r.DBBaselineRPS)
+		}
+	}
+	if r.DBBaselineRPS != maxDB {
+		t.Errorf("%s: database baseline %v at %d conns, want that level's %v", r.Name, r.DBBaselineRPS, r.DBBaselineConns, maxDB)
+	}
 }
 
 // checkCPU checks a scenario's CPU costs: on Linux one for each side,
@@ -191,4 +230,27 @@ func TestExternal(t *testing.T) {
 // TestInProcess runs the default mode, clients in the measured process.
 func TestInProcess(t *testing.T) {
 	runTool(t, "memory", 200, false, "status,verify_ok")
+}
+
+// TestLevels measures at two concurrency levels: verify_ok's codes are
+// split between them (a code spent at one level would be refused as
+// reused at the other), and the report has both levels' figures.
+func TestLevels(t *testing.T) {
+	report := runTool(t, "memory", 200, true, "status,verify_ok", 2, 4)
+	if !slices.Equal(report.ConnsLevels, []int{2, 4}) || report.Conns != 2 {
+		t.Errorf("conns %d, levels %v; want 2 and [2 4]", report.Conns, report.ConnsLevels)
+	}
+}
+
+func TestParseLevels(t *testing.T) {
+	for in, want := range map[string][]int{"64": {64}, "64,256": {64, 256}, " 8 , 2": {8, 2}} {
+		if got, err := parseLevels(in); err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseLevels(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-4", "x", "64,", "64,64"} {
+		if got, err := parseLevels(bad); err == nil {
+			t.Errorf("parseLevels(%q) = %v, want an error", bad, got)
+		}
+	}
 }
