@@ -240,13 +240,13 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		defer db.close()
 	}
 
-	levels := fmt.Sprint(o.conns[0])
-	for _, c := range o.conns[1:] {
-		levels += "," + fmt.Sprint(c)
+	levels := make([]string, len(o.conns))
+	for i, c := range o.conns {
+		levels[i] = strconv.Itoa(c)
 	}
 	report := Report{Backend: o.backend, Clients: dr.mode(), Conns: o.conns[0], ConnsLevels: o.conns,
 		Duration: o.duration.String(), Users: o.users}
-	fmt.Fprintf(out, "backend=%s clients=%s conns=%s duration=%s users=%d\n", o.backend, report.Clients, levels, o.duration, o.users)
+	fmt.Fprintf(out, "backend=%s clients=%s conns=%s duration=%s users=%d\n", o.backend, report.Clients, strings.Join(levels, ","), o.duration, o.users)
 	fmt.Fprintf(out, "%-12s %10s %10s %6s %10s %8s %8s %8s %10s %12s\n", "scenario", "kit rps", "base rps", "ratio",
 		"db rps", "db ratio", "p50 ms", "p99 ms", "allocs/req", "ok/requests")
 	// The warm-up opens connections and fills the pools before anything
@@ -260,9 +260,6 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	}
 	for _, name := range strings.Split(o.scenarios, ",") {
 		name = strings.TrimSpace(name)
-		if _, ok := k.scenario(name, 0, 1); !ok {
-			return fmt.Errorf("unknown scenario %q", name)
-		}
 		// Each level is measured on every side; a side's figures are
 		// those of the level at which it did best (its peak).
 		names := []string{"baseline", "kit"}
@@ -271,7 +268,10 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		}
 		var byLevel [][]stats // [level][side], the sides in the order of names
 		for li, conns := range o.conns {
-			sc, _ := k.scenario(name, li, len(o.conns))
+			sc, ok := k.scenario(name, li, len(o.conns))
+			if !ok {
+				return fmt.Errorf("unknown scenario %q", name)
+			}
 			sides := []side{{"baseline", base.url, sc.base}, {"kit", k.url, sc.kit}}
 			if db != nil {
 				sides = append(sides, side{"db_baseline", db.srv.url, sc.db})

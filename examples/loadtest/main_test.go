@@ -254,3 +254,27 @@ func TestParseLevels(t *testing.T) {
 		}
 	}
 }
+
+// Bad options are refused with an error that names them.
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	ok := options{backend: "memory", duration: 30 * time.Millisecond, conns: []int{2}, users: 10, scenarios: "status"}
+	for _, c := range []struct {
+		name string
+		edit func(*options)
+		want string
+	}{
+		{"no levels", func(o *options) { o.conns = nil }, "-conns"},
+		{"zero level", func(o *options) { o.conns = []int{4, 0} }, "-conns"},
+		{"no users", func(o *options) { o.users = 0 }, "-users"},
+		{"unknown scenario", func(o *options) { o.scenarios = "status,nope" }, `"nope"`},
+		{"unknown backend", func(o *options) { o.backend = "nope" }, `"nope"`},
+	} {
+		o := ok
+		c.edit(&o)
+		var out bytes.Buffer
+		if err := run(ctx, o, &out); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: run = %v, want an error naming %s", c.name, err, c.want)
+		}
+	}
+}
