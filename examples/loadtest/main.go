@@ -282,29 +282,11 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 			}
 			byLevel = append(byLevel, all)
 		}
-		r, best := result(name, o.conns, byLevel)
-		kitStats := byLevel[best[1]][1]
+		r, kitStats := result(name, o.conns, names, byLevel)
 		dbRPS, dbRatio := "-", "-"
 		if db != nil {
-			dbStats := byLevel[best[2]][2]
-			r.DBBaselineRPS, r.DBBaselineP50ms, r.DBBaselineP99ms = dbStats.rps(), dbStats.percentile(50), dbStats.percentile(99)
-			r.DBBaselineAllocs, r.DBBaselineFailed = dbStats.allocsPerReq(), dbStats.requests-dbStats.ok
-			if r.DBBaselineRPS > 0 {
-				r.DBRatio = round(r.KitRPS/r.DBBaselineRPS, 3)
-			}
-			r.DBBaselineRPS = round(r.DBBaselineRPS, 0)
-			r.DBBaselineConns = o.conns[best[2]]
 			dbRPS, dbRatio = fmt.Sprintf("%.0f", r.DBBaselineRPS), fmt.Sprintf("%.3f", r.DBRatio)
 		}
-		for i, n := range names {
-			if c := byLevel[best[i]][i].cpuPerRequest(); c != nil {
-				if r.CPU == nil {
-					r.CPU = map[string]*CPUCost{}
-				}
-				r.CPU[n] = c
-			}
-		}
-		r.KitRPS, r.BaselineRPS = round(r.KitRPS, 0), round(r.BaselineRPS, 0)
 		report.Scenarios = append(report.Scenarios, r)
 		fmt.Fprintf(out, "%-12s %10.0f %10.0f %6.3f %10s %8s %8.3f %8.3f %10.1f %6d/%d\n", r.Name, r.KitRPS, r.BaselineRPS, r.Ratio,
 			dbRPS, dbRatio, r.P50ms, r.P99ms, r.AllocsPerReq, r.KitOK, r.KitRequests)
@@ -392,12 +374,11 @@ func measure(ctx context.Context, dr driver, meter cpuMeter, scenario string, si
 }
 
 // result builds a scenario's Result from the stats of each level
-// (byLevel[level][side], sides in the order baseline, kit and, if
+// (byLevel[level][side], the sides named by names: baseline, kit and, if
 // measured, db_baseline): each side's figures are those of its best level
-// by rate, which best gives per side. The database baseline's fields are
-// left to the caller.
-func result(name string, conns []int, byLevel [][]stats) (Result, []int) {
-	best := make([]int, len(byLevel[0]))
+// by rate. It also returns the kit's stats at its best level.
+func result(name string, conns []int, names []string, byLevel [][]stats) (Result, stats) {
+	best := make([]int, len(names)) // per side, its best level
 	r := Result{Name: name}
 	for li, all := range byLevel {
 		l := Level{Conns: conns[li], BaselineRPS: round(all[0].rps(), 0), KitRPS: round(all[1].rps(), 0)}
@@ -412,16 +393,33 @@ func result(name string, conns []int, byLevel [][]stats) (Result, []int) {
 		}
 	}
 	baseStats, kitStats := byLevel[best[0]][0], byLevel[best[1]][1]
-	r.KitRPS, r.BaselineRPS = kitStats.rps(), baseStats.rps()
+	r.KitRPS, r.BaselineRPS = round(kitStats.rps(), 0), round(baseStats.rps(), 0)
 	r.P50ms, r.P99ms, r.AllocsPerReq = kitStats.percentile(50), kitStats.percentile(99), kitStats.allocsPerReq()
 	r.BaselineP50ms, r.BaselineP99ms, r.BaselineAllocs = baseStats.percentile(50), baseStats.percentile(99), baseStats.allocsPerReq()
 	r.KitOK, r.KitRequests, r.StoppedEarly = kitStats.ok, kitStats.requests, kitStats.stoppedEarly
 	r.BaselineFailed = baseStats.requests - baseStats.ok
 	r.KitConns, r.BaselineConns = conns[best[1]], conns[best[0]]
-	if r.BaselineRPS > 0 {
-		r.Ratio = round(r.KitRPS/r.BaselineRPS, 3)
+	if baseStats.rps() > 0 {
+		r.Ratio = round(kitStats.rps()/baseStats.rps(), 3)
 	}
-	return r, best
+	if len(names) > 2 {
+		dbStats := byLevel[best[2]][2]
+		r.DBBaselineRPS, r.DBBaselineP50ms, r.DBBaselineP99ms = round(dbStats.rps(), 0), dbStats.percentile(50), dbStats.percentile(99)
+		r.DBBaselineAllocs, r.DBBaselineFailed = dbStats.allocsPerReq(), dbStats.requests-dbStats.ok
+		r.DBBaselineConns = conns[best[2]]
+		if dbStats.rps() > 0 {
+			r.DBRatio = round(kitStats.rps()/dbStats.rps(), 3)
+		}
+	}
+	for i, n := range names {
+		if c := byLevel[best[i]][i].cpuPerRequest(); c != nil {
+			if r.CPU == nil {
+				r.CPU = map[string]*CPUCost{}
+			}
+			r.CPU[n] = c
+		}
+	}
+	return r, kitStats
 }
 
 // parseLevels reads -conns: one positive number or a comma-separated

@@ -278,3 +278,27 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 }
+
+// result takes each side's figures from its own best level.
+func TestResultTakesEachSidesBest(t *testing.T) {
+	at := func(rps int64) stats { return stats{requests: rps, ok: rps, elapsed: time.Second} }
+	byLevel := [][]stats{
+		{at(500), at(100), at(50)}, // 64 clients: the bare baseline and the database baseline do best
+		{at(400), at(150), at(40)}, // 256: the kit does
+	}
+	r, kit := result("verify_ok", []int{64, 256}, []string{"baseline", "kit", "db_baseline"}, byLevel)
+	if r.KitRPS != 150 || r.KitConns != 256 || kit.requests != 150 {
+		t.Errorf("kit %v at %d conns, want 150 at 256", r.KitRPS, r.KitConns)
+	}
+	if r.BaselineRPS != 500 || r.BaselineConns != 64 || r.DBBaselineRPS != 50 || r.DBBaselineConns != 64 {
+		t.Errorf("baseline %v at %d, database baseline %v at %d; want 500 and 50 at 64",
+			r.BaselineRPS, r.BaselineConns, r.DBBaselineRPS, r.DBBaselineConns)
+	}
+	if r.Ratio != 0.3 || r.DBRatio != 3 {
+		t.Errorf("ratio %v, db_ratio %v; want 0.3 and 3", r.Ratio, r.DBRatio)
+	}
+	want := []Level{{Conns: 64, KitRPS: 100, BaselineRPS: 500, DBBaselineRPS: 50}, {Conns: 256, KitRPS: 150, BaselineRPS: 400, DBBaselineRPS: 40}}
+	if !slices.Equal(r.Levels, want) {
+		t.Errorf("levels %+v, want %+v", r.Levels, want)
+	}
+}
