@@ -262,11 +262,8 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		name = strings.TrimSpace(name)
 		// Each level is measured on every side; a side's figures are
 		// those of the level at which it did best (its peak).
-		names := []string{"baseline", "kit"}
-		if db != nil {
-			names = append(names, "db_baseline")
-		}
-		var byLevel [][]stats // [level][side], the sides in the order of names
+		var names []string    // the sides, in the order of byLevel's
+		var byLevel [][]stats // [level][side]
 		for li, conns := range o.conns {
 			sc, ok := k.scenario(name, li, len(o.conns))
 			if !ok {
@@ -281,6 +278,11 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 				return err
 			}
 			byLevel = append(byLevel, all)
+			if names == nil {
+				for _, s := range sides {
+					names = append(names, s.name)
+				}
+			}
 		}
 		r, kitStats := result(name, o.conns, names, byLevel)
 		dbRPS, dbRatio := "-", "-"
