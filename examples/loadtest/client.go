@@ -33,6 +33,9 @@ func isClient() bool {
 // counter on it, so that decoding the Outcome is not counted.
 const doneLine = "done\n"
 
+// heldLine is what the client writes when it holds a list (Job.Hold).
+const heldLine = "held\n"
+
 // clientMain is the client process: it reads Jobs, one JSON value at a
 // time, from in until it ends, and answers each with doneLine and then
 // its Outcome as one JSON line on out.
@@ -47,8 +50,13 @@ func clientMain(in io.Reader, out io.Writer) error {
 		} else if err != nil {
 			return fmt.Errorf("client: reading a job: %w", err)
 		}
-		if len(j.Requests) > 0 {
+		if j.Hold {
 			lists[j.List] = j.Requests
+			w.WriteString(heldLine)
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			continue
 		}
 		list, ok := lists[j.List]
 		if !ok {
@@ -106,9 +114,27 @@ func startExternal() (*external, error) {
 
 func (e *external) clientPID() int { return e.cmd.Process.Pid }
 
+func (e *external) hold(l *load) error {
+	if e.sent[l.name] {
+		return nil
+	}
+	msg, err := json.Marshal(Job{List: l.name, Requests: l.requests, Hold: true})
+	if err != nil {
+		return err
+	}
+	if _, err := e.in.Write(append(msg, '\n')); err != nil {
+		return fmt.Errorf("list %s: writing to the client process: %w", l.name, err)
+	}
+	if held, err := e.out.ReadSlice('\n'); err != nil || string(held) != heldLine {
+		return fmt.Errorf("list %s: the client process answered %q, %v (its errors are on stderr)", l.name, held, err)
+	}
+	e.sent[l.name] = true
+	return nil
+}
+
 func (e *external) drive(_ context.Context, j Job, l *load) (stats, error) {
 	if !e.sent[l.name] {
-		j.Requests = l.requests
+		return stats{}, fmt.Errorf("job %s/%s: list %s was never held by the client", j.Scenario, j.Side, l.name)
 	}
 	msg, err := json.Marshal(j)
 	if err != nil {
@@ -121,7 +147,6 @@ func (e *external) drive(_ context.Context, j Job, l *load) (stats, error) {
 	if _, err := e.in.Write(msg); err != nil {
 		return stats{}, fmt.Errorf("job %s/%s: writing to the client process: %w", j.Scenario, j.Side, err)
 	}
-	e.sent[l.name] = true
 	done, err := e.out.ReadSlice('\n')
 	runtime.ReadMemStats(&after)
 	if err != nil || string(done) != doneLine {

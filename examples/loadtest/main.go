@@ -193,6 +193,9 @@ func (s side) run(ctx context.Context, dr driver, m cpuMeter, scenario string, c
 	if s.load.exhausted() {
 		return stats{stoppedEarly: true}, nil
 	}
+	if err := dr.hold(s.load); err != nil {
+		return stats{}, err
+	}
 	before, measured := m.sample()
 	st, err := dr.drive(ctx, Job{URL: s.url, Scenario: scenario, Side: s.name, List: s.load.name, OK: s.load.ok,
 		Once: s.load.once, Start: s.load.pos, End: s.load.end(), Conns: conns, Duration: d}, s.load)

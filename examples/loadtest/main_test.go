@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -305,3 +309,76 @@ func TestResultTakesEachSidesBest(t *testing.T) {
 		t.Errorf("levels %+v, want %+v", r.Levels, want)
 	}
 }
+
+// recorder keeps a copy of every line written through it.
+type recorder struct {
+	w     io.Writer
+	lines []string
+	part  []byte
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.part = append(r.part, p...)
+	for {
+		i := bytes.IndexByte(r.part, '\n')
+		if i < 0 {
+			break
+		}
+		r.lines = append(r.lines, string(r.part[:i]))
+		r.part = r.part[i+1:]
+	}
+	return r.w.Write(p)
+}
+
+// The client is sent a request list once, in a message of its own before
+// the first job on it, so that no side's measured window includes
+// encoding or decoding it; a job on a list the client was never sent is
+// refused before anything is written.
+func TestHoldSendsEachListBeforeItsJobs(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	toClient, clientIn := io.Pipe()
+	clientOut, fromClient := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- clientMain(toClient, fromClient); fromClient.Close() }()
+	rec := &recorder{w: clientIn}
+	e := &external{in: nopCloser{rec}, out: bufio.NewReader(clientOut), sent: map[string]bool{}}
+	l := &load{name: "list", requests: []Request{{Method: "GET", Path: "/"}}, ok: []int{200}}
+	job := Job{URL: srv.URL, Scenario: "s", Side: "kit", List: l.name, OK: l.ok, Conns: 1, Duration: 20 * time.Millisecond}
+
+	if _, err := e.drive(context.Background(), job, l); err == nil || !strings.Contains(err.Error(), "never held") {
+		t.Fatalf("drive before hold: err = %v, want one saying the list was never held", err)
+	}
+	if len(rec.lines) != 0 {
+		t.Fatalf("drive before hold wrote %q", rec.lines)
+	}
+	for range 2 {
+		if err := e.hold(l); err != nil {
+			t.Fatal(err)
+		}
+		st, err := e.drive(context.Background(), job, l)
+		if err != nil || st.ok == 0 {
+			t.Fatalf("drive: %v, %d ok", err, st.ok)
+		}
+	}
+	clientIn.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.lines) != 3 {
+		t.Fatalf("the parent wrote %d lines, want 3 (the list, two jobs): %q", len(rec.lines), rec.lines)
+	}
+	for i, line := range rec.lines {
+		var j Job
+		if err := json.Unmarshal([]byte(line), &j); err != nil {
+			t.Fatal(err)
+		}
+		if hold := i == 0; j.Hold != hold || (len(j.Requests) > 0) != hold {
+			t.Errorf("line %d: hold %v with %d requests, want hold %v with the requests only then", i, j.Hold, len(j.Requests), hold)
+		}
+	}
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
