@@ -206,6 +206,8 @@ type sqlBaseline struct {
 	statusStmt, acceptStmt, failStmt, beginStmt *sql.Stmt
 	insert                                      string // the populate statement's start
 	closeAll                                    func()
+	backend                                     string
+	tables                                      []string // vacuumed once filled
 }
 
 // openSQLBaseline creates the baseline's tables in a database opened as
@@ -228,7 +230,7 @@ func openSQLBaseline(ctx context.Context, backend, prefix string) (*sqlBaseline,
 		closeAll()
 		return nil, fmt.Errorf("sqlstore's tables are %v; want %s and %s among them", tables, enrollments, attempts)
 	}
-	b := &sqlBaseline{db: db, closeAll: closeAll,
+	b := &sqlBaseline{db: db, closeAll: closeAll, backend: backend, tables: s.Tables(),
 		insert: "INSERT INTO " + enrollments + " (username, factor, id, verified, secret, key_id, last_step, created_at, verified_at, expires_at) VALUES "}
 	for _, p := range []struct {
 		stmt  **sql.Stmt
@@ -277,7 +279,10 @@ func (b *sqlBaseline) populate(ctx context.Context, users []string) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return vacuum(ctx, b.backend, b.db, b.tables)
 }
 
 func (b *sqlBaseline) status(ctx context.Context, user string) (map[string]factorStatus, error) {

@@ -145,36 +145,56 @@ func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) {
 	}
 }
 
+// vacuum runs VACUUM (ANALYZE) on tables when backend is PostgreSQL, as
+// pgbench does before it measures: a side's tables are then measured as
+// they stand in steady use, not with the dead row versions of their
+// filling (every kit enrollment is an INSERT and an UPDATE, which leaves
+// a dead version behind in the table and in each of its indexes) and an
+// autovacuum of them due in some side's measured window.
+func vacuum(ctx context.Context, backend string, db *sql.DB, tables []string) error {
+	if backend != "postgres" {
+		return nil
+	}
+	for _, t := range tables {
+		if _, err := db.ExecContext(ctx, "VACUUM (ANALYZE) "+t); err != nil {
+			return fmt.Errorf("vacuum %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
 // openStore opens the kit's store; its tables or keys start with a prefix
-// of their own, and close removes them.
-func openStore(ctx context.Context, backend string) (storage.Store, func(), error) {
+// of their own, and close removes them. settle readies the store to be
+// measured once it is filled (see vacuum).
+func openStore(ctx context.Context, backend string) (_ storage.Store, close func(), settle func(context.Context) error, _ error) {
 	prefix := fmt.Sprintf("lt%d_", time.Now().UnixNano())
+	nothing := func(context.Context) error { return nil }
 	switch backend {
 	case "memory":
-		return memstore.New(), func() {}, nil
+		return memstore.New(), func() {}, nothing, nil
 	case "sqlite", "postgres":
-		s, _, closeStore, err := openSQLStore(ctx, backend, prefix)
-		return s, closeStore, err
+		s, db, closeStore, err := openSQLStore(ctx, backend, prefix)
+		return s, closeStore, func(ctx context.Context) error { return vacuum(ctx, backend, db, s.Tables()) }, err
 	case "redis":
 		rdb, err := openRedis()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		s, err := redisstore.New(rdb, redisstore.Options{KeyPrefix: "mfakit-" + prefix})
 		if err != nil {
 			rdb.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		return s, func() {
 			deleteKeys(ctx, rdb, "mfakit-"+prefix+"*")
 			rdb.Close()
-		}, nil
+		}, nothing, nil
 	}
-	return nil, nil, fmt.Errorf("unknown -backend %q", backend)
+	return nil, nil, nil, fmt.Errorf("unknown -backend %q", backend)
 }
 
 func newKit(ctx context.Context, o options) (*kit, error) {
-	store, closeStore, err := openStore(ctx, o.backend)
+	store, closeStore, settle, err := openStore(ctx, o.backend)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +213,10 @@ func newKit(ctx context.Context, o options) (*kit, error) {
 		k.header[i] = "Bearer t" + strconv.Itoa(i)
 	}
 	if err := k.enroll(ctx); err != nil {
+		k.close()
+		return nil, err
+	}
+	if err := settle(ctx); err != nil {
 		k.close()
 		return nil, err
 	}
