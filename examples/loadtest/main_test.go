@@ -382,3 +382,38 @@ func TestHoldSendsEachListBeforeItsJobs(t *testing.T) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// On PostgreSQL the kit's filled tables are vacuumed and analyzed before
+// anything is measured (see vacuum); elsewhere settling changes nothing.
+func TestSettleVacuumsPostgres(t *testing.T) {
+	if os.Getenv("MFAKIT_POSTGRES_DSN") == "" {
+		t.Skip("MFAKIT_POSTGRES_DSN is not set: no PostgreSQL run")
+	}
+	ctx := context.Background()
+	s, db, closeAll, err := openSQLStore(ctx, "postgres", fmt.Sprintf("ltv%d_", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	tables := s.Tables()
+	var vacuumed int
+	count := func() {
+		t.Helper()
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY($1)"+
+			" AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL", tables).Scan(&vacuumed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vacuum(ctx, "sqlite", db, tables); err != nil {
+		t.Fatal(err)
+	}
+	if count(); vacuumed != 0 {
+		t.Fatalf("%d tables vacuumed for sqlite, want none", vacuumed)
+	}
+	if err := vacuum(ctx, "postgres", db, tables); err != nil {
+		t.Fatal(err)
+	}
+	if count(); vacuumed != len(tables) {
+		t.Fatalf("%d of the %d tables %v vacuumed and analyzed", vacuumed, len(tables), tables)
+	}
+}
