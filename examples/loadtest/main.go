@@ -23,7 +23,10 @@
 //
 // Each scenario runs in rounds that alternate the sides (bare baseline,
 // kit, database baseline) so that drift in the machine's load hits them
-// alike. The tool prints a table and, as its last line, one JSON object
+// alike. On PostgreSQL both the kit's and the database baseline's tables
+// get VACUUM (ANALYZE) once filled, before anything is measured, as
+// pgbench does (see vacuum). The tool prints a table and, as its last
+// line, one JSON object
 // (Report); kit_rps / baseline_rps is ratio, kit_rps / db_baseline_rps is
 // db_ratio.
 //
@@ -42,7 +45,8 @@
 // starts itself again as a client, writes it one Job at a time (server URL,
 // request list, expected statuses, connections, duration) as JSON on its
 // standard input and reads each job's Outcome back from its standard
-// output. The measured process then only serves: the clients' CPU time,
+// output. Each request list is sent once, on its own, before the CPU
+// sample of the first job that runs it (Job.Hold). The measured process then only serves: the clients' CPU time,
 // allocations and garbage collection are no longer paid inside it, and its
 // allocations per request are the servers' own. Both processes still share
 // the machine's cores, as with any load generator on the same host.
