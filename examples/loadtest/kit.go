@@ -164,17 +164,20 @@ func vacuum(ctx context.Context, backend string, db *sql.DB, tables []string) er
 }
 
 // openStore opens the kit's store; its tables or keys start with a prefix
-// of their own, and close removes them. settle readies the store to be
-// measured once it is filled (see vacuum).
-func openStore(ctx context.Context, backend string) (_ storage.Store, close func(), settle func(context.Context) error, _ error) {
+// of their own, and closeStore removes them. settle readies the store to
+// be measured once it is filled (see vacuum).
+func openStore(ctx context.Context, backend string) (_ storage.Store, closeStore func(), settle func(context.Context) error, _ error) {
 	prefix := fmt.Sprintf("lt%d_", time.Now().UnixNano())
 	nothing := func(context.Context) error { return nil }
 	switch backend {
 	case "memory":
 		return memstore.New(), func() {}, nothing, nil
 	case "sqlite", "postgres":
-		s, db, closeStore, err := openSQLStore(ctx, backend, prefix)
-		return s, closeStore, func(ctx context.Context) error { return vacuum(ctx, backend, db, s.Tables()) }, err
+		s, db, closeAll, err := openSQLStore(ctx, backend, prefix)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return s, closeAll, func(ctx context.Context) error { return vacuum(ctx, backend, db, s.Tables()) }, nil
 	case "redis":
 		rdb, err := openRedis()
 		if err != nil {

@@ -46,13 +46,14 @@
 // request list, expected statuses, connections, duration) as JSON on its
 // standard input and reads each job's Outcome back from its standard
 // output. Each request list is sent once, on its own, before the CPU
-// sample of the first job that runs it (Job.Hold). The measured process then only serves: the clients' CPU time,
-// allocations and garbage collection are no longer paid inside it, and its
-// allocations per request are the servers' own. Both processes still share
-// the machine's cores, as with any load generator on the same host.
-// Without -external (the default, so that earlier scripts and figures stay
-// comparable) the clients run in the measured process, and allocations
-// per request include theirs.
+// sample of the first job that runs it (Job.Hold). The measured process
+// then only serves: the clients' CPU time, allocations and garbage
+// collection are no longer paid inside it, and its allocations per
+// request are the servers' own. Both processes still share the machine's
+// cores, as with any load generator on the same host. Without -external
+// (the default, so that earlier scripts and figures stay comparable) the
+// clients run in the measured process, and allocations per request
+// include theirs.
 //
 //	cd examples
 //	go run ./loadtest -external -backend memory -conns 64 -duration 3s -users 40000
