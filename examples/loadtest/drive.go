@@ -34,8 +34,8 @@ type Job struct {
 	// Scenario and Side name the job in error messages.
 	Scenario string `json:"scenario"`
 	Side     string `json:"side"`
-	// List names the request list; Requests is the list itself, or
-	// empty when the client already holds it.
+	// List names the request list; Requests is the list itself, sent
+	// only in the job that has Hold set.
 	List     string    `json:"list"`
 	Requests []Request `json:"requests,omitempty"`
 	// Hold asks the client to keep Requests as List, and to run nothing.

@@ -310,26 +310,6 @@ func TestResultTakesEachSidesBest(t *testing.T) {
 	}
 }
 
-// recorder keeps a copy of every line written through it.
-type recorder struct {
-	w     io.Writer
-	lines []string
-	part  []byte
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.part = append(r.part, p...)
-	for {
-		i := bytes.IndexByte(r.part, '\n')
-		if i < 0 {
-			break
-		}
-		r.lines = append(r.lines, string(r.part[:i]))
-		r.part = r.part[i+1:]
-	}
-	return r.w.Write(p)
-}
-
 // The client is sent a request list once, in a message of its own before
 // the first job on it, so that no side's measured window includes
 // encoding or decoding it; a job on a list the client was never sent is
@@ -341,16 +321,16 @@ func TestHoldSendsEachListBeforeItsJobs(t *testing.T) {
 	clientOut, fromClient := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- clientMain(toClient, fromClient); fromClient.Close() }()
-	rec := &recorder{w: clientIn}
-	e := &external{in: nopCloser{rec}, out: bufio.NewReader(clientOut), sent: map[string]bool{}}
+	var sent bytes.Buffer // what the parent writes to the client
+	e := &external{in: nopCloser{io.MultiWriter(clientIn, &sent)}, out: bufio.NewReader(clientOut), sent: map[string]bool{}}
 	l := &load{name: "list", requests: []Request{{Method: "GET", Path: "/"}}, ok: []int{200}}
 	job := Job{URL: srv.URL, Scenario: "s", Side: "kit", List: l.name, OK: l.ok, Conns: 1, Duration: 20 * time.Millisecond}
 
 	if _, err := e.drive(context.Background(), job, l); err == nil || !strings.Contains(err.Error(), "never held") {
 		t.Fatalf("drive before hold: err = %v, want one saying the list was never held", err)
 	}
-	if len(rec.lines) != 0 {
-		t.Fatalf("drive before hold wrote %q", rec.lines)
+	if sent.Len() != 0 {
+		t.Fatalf("drive before hold wrote %q", sent.String())
 	}
 	for range 2 {
 		if err := e.hold(l); err != nil {
@@ -365,10 +345,11 @@ func TestHoldSendsEachListBeforeItsJobs(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.lines) != 3 {
-		t.Fatalf("the parent wrote %d lines, want 3 (the list, two jobs): %q", len(rec.lines), rec.lines)
+	lines := strings.Split(strings.TrimSuffix(sent.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("the parent wrote %d lines, want 3 (the list, two jobs): %q", len(lines), lines)
 	}
-	for i, line := range rec.lines {
+	for i, line := range lines {
 		var j Job
 		if err := json.Unmarshal([]byte(line), &j); err != nil {
 			t.Fatal(err)
